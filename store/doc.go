@@ -1,0 +1,49 @@
+// Package store defines the record store of a Kademlia DHT node: the Store
+// contract that every backend implements, its options and limits, cursors for
+// paged scans, and the sentinel errors callers match with errors.Is.
+//
+// The contract is written for disk. It answers the three questions an in-memory
+// record store never had to:
+//
+// Time. Records carry wall-clock expiry (time.Time, kept as Unix milliseconds),
+// which keeps its meaning across restarts. A store never accepts a record whose
+// expiry lies more than Limits.MaxTTL ahead of its clock, and it never serves a
+// record whose expiry lies more than 2×MaxTTL ahead (such a record can only come
+// from a clock that jumped backwards, or an older configuration); Expire removes
+// those too. So no clock jump can make a record immortal. Expired records are
+// never returned, whether or not Expire has run yet: Expire only reclaims space.
+//
+// Memory. No method returns an unbounded result. Providers is capped by
+// Limits.MaxProvidersPerKey; whole-store work goes through Scan, which returns one
+// page and a Cursor. Scans run in Kademlia keyspace order (SHA-256 of the record
+// key, then provider ID), may be restricted to a Region (a bit prefix of that
+// keyspace) and to one peer, and resume from an opaque cursor that stays valid
+// across restarts and across backends' internal changes. Within one scan, an item
+// that exists, unchanged, for the whole scan is returned exactly once; an item
+// added or removed during the scan may or may not be returned, and never twice.
+// ScanProviders, ScanValues and Pages turn the pages into Go iterators.
+//
+// Concurrency. Every method is safe for concurrent use, may block on I/O, and
+// honours its context: a cancelled or expired context makes a method return an
+// error matching ctx.Err() (context.Canceled or context.DeadlineExceeded). A
+// method that returned nil has made its write visible to every later call; how
+// durable it is across a crash is the backend's documented option. After Close,
+// every method returns ErrClosed.
+//
+// Limits. Each limit in Limits is a distinct error: a value larger than
+// MaxValueSize gives ErrValueTooLarge, a new provider for a key that already has
+// MaxProvidersPerKey gives ErrTooManyProviders, a new record beyond MaxRecords
+// gives ErrStoreFull, a new record of a provider that already has
+// MaxRecordsPerProvider gives ErrProviderFull. Refreshing a record that is
+// already stored (same key, same provider) never fails on a count limit. Bad
+// input (an empty or oversized key, an invalid peer ID, an expiry in the past or
+// beyond MaxTTL) gives its own error and stores nothing. AddProviders applies a
+// batch atomically: either every record is stored or, on error, none.
+//
+// Corruption. A stored record whose bytes no longer decode is reported (logged,
+// and counted in Page.Skipped for scans) and skipped; it never hides the other
+// records. GetValue of a corrupt record returns an error matching ErrCorrupt.
+//
+// Backends live in the sub-packages memstore, pebblestore and pgstore; the
+// storetest package is the conformance suite they all pass.
+package store
