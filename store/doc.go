@@ -34,11 +34,15 @@
 // MaxValueSize gives ErrValueTooLarge, a new provider for a key that already has
 // MaxProvidersPerKey gives ErrTooManyProviders, a new record beyond MaxRecords
 // gives ErrStoreFull, a new record of a provider that already has
-// MaxRecordsPerProvider gives ErrProviderFull. Refreshing a record that is
-// already stored (same key, same provider) never fails on a count limit. Bad
-// input (an empty or oversized key, an invalid peer ID, an expiry in the past or
-// beyond MaxTTL) gives its own error and stores nothing. AddProviders applies a
-// batch atomically: either every record is stored or, on error, none.
+// MaxRecordsPerProvider gives ErrProviderFull. The limits count stored records:
+// an expired record keeps its place until Expire removes it, as Stats counts it
+// until then. Refreshing a record that is already stored (same key, same
+// provider), expired or not, never fails on a count limit. Bad input (an empty
+// or oversized key, an invalid peer ID, an expiry in the past or beyond MaxTTL)
+// gives its own error and stores nothing. AddProviders applies a batch
+// atomically: either every record is stored or, on error, none; it checks every
+// record's input before any count limit, and applies the records in order (of
+// two with the same key and provider, the last wins, and they count once).
 //
 // Corruption. A stored record whose bytes no longer decode is reported (logged,
 // and counted in Page.Skipped for scans) and skipped; it never hides the other

@@ -1,0 +1,118 @@
+package ndjson_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/kadstore/kadstore/internal/ndjson"
+	"github.com/kadstore/kadstore/store"
+	"github.com/kadstore/kadstore/store/memstore"
+)
+
+func newPeer(t *testing.T) peer.ID {
+	_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPublicKey(pub)
+	return id
+}
+
+func TestExportImportRoundTripsExactly(t *testing.T) {
+	ctx := context.Background()
+	src := memstore.New(store.Options{})
+	defer src.Close()
+	exp := time.Now().Add(time.Hour)
+	for i := range 2500 { // more than one import batch and export page
+		err := src.AddProviders(ctx, store.ProviderRecord{
+			Key: []byte{byte(i >> 8), byte(i), 1}, Provider: newPeer(t),
+			Addrs:   []ma.Multiaddr{ma.StringCast("/ip4/192.0.2.1/tcp/4001"), ma.StringCast("/ip4/192.0.2.1/udp/4001/quic-v1")},
+			Expires: exp,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := src.PutValue(ctx, store.ValueRecord{Key: []byte("/pk/a"), Value: []byte{0, 1, 2}, Publisher: newPeer(t), Received: time.Now(), Expires: exp}); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.PutValue(ctx, store.ValueRecord{Key: []byte("/pk/b"), Value: []byte("x"), Received: time.Now(), Expires: exp}); err != nil {
+		t.Fatal(err)
+	}
+	var first bytes.Buffer
+	var calls int
+	n, err := ndjson.Export(ctx, src, &first, func(int64) { calls++ })
+	if err != nil || n != 2502 || calls < 3 {
+		t.Fatalf("export: %d records, %d progress calls, %v", n, calls, err)
+	}
+
+	dst := memstore.New(store.Options{})
+	defer dst.Close()
+	res, err := ndjson.Import(ctx, dst, bytes.NewReader(first.Bytes()), nil)
+	if err != nil || res.Imported != 2502 || res.Skipped != 0 {
+		t.Fatalf("import: %+v %v", res, err)
+	}
+	var second bytes.Buffer
+	if _, err := ndjson.Export(ctx, dst, &second, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first.Bytes(), second.Bytes()) {
+		t.Fatal("export → import → export changed the file")
+	}
+}
+
+func TestImportSkipsBadLinesAndKeepsTheRest(t *testing.T) {
+	ctx := context.Background()
+	s := memstore.New(store.Options{})
+	defer s.Close()
+	p := newPeer(t).String()
+	exp := time.Now().Add(time.Hour).UnixMilli()
+	past := time.Now().Add(-time.Hour).UnixMilli()
+	lines := []string{
+		`{"kind":"provider","key":"AQI=","provider":"` + p + `","expires_ms":` + itoa(exp) + `}`,
+		`not json`,
+		`{"kind":"provider","key":"AQM=","provider":"bogus","expires_ms":` + itoa(exp) + `}`,
+		`{"kind":"provider","key":"AQQ=","provider":"` + p + `","expires_ms":` + itoa(past) + `}`,
+		`{"kind":"provider","key":"AQU=","provider":"` + p + `","addrs":["/bad/addr"],"expires_ms":` + itoa(exp) + `}`,
+		`{"kind":"mystery","key":"AQY="}`,
+		``,
+		`{"kind":"value","key":"L3BrL3g=","value":"eA==","expires_ms":` + itoa(exp) + `}`,
+	}
+	res, err := ndjson.Import(ctx, s, strings.NewReader(strings.Join(lines, "\n")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Imported != 2 || res.Skipped != 5 || len(res.Reasons) != 5 {
+		t.Fatalf("%+v", res)
+	}
+	if !errors.Is(res.Reasons[0], ndjson.ErrBadLine) || !strings.Contains(res.Reasons[0].Error(), "line 2") {
+		t.Fatalf("first reason %v", res.Reasons[0])
+	}
+	expired := 0
+	for _, r := range res.Reasons {
+		if errors.Is(r, store.ErrExpired) && strings.Contains(r.Error(), "line 4") {
+			expired++
+		}
+	}
+	if expired != 1 {
+		t.Fatalf("the expired record on line 4 is not reported as such: %v", res.Reasons)
+	}
+	st, _ := s.Stats(ctx)
+	if st.ProviderRecords != 1 || st.ValueRecords != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func itoa(n int64) string {
+	return strconv.FormatInt(n, 10)
+}

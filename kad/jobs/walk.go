@@ -1,0 +1,289 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/kadstore/kadstore/record"
+	"github.com/kadstore/kadstore/store"
+)
+
+// WalkOptions configure a region walk (Reprovider, Replicator). Zero fields
+// take their defaults.
+type WalkOptions struct {
+	// Interval is the length of a cycle; the regions of a cycle are spread
+	// over it rather than sent in one burst. Defaults: 22 h for reproviding
+	// and republishing, 1 h for replication.
+	Interval time.Duration
+	// TTL is the expiry given to refreshed own records. Default 48 h.
+	TTL time.Duration
+	// PageSize is the most records held at once. Default 1000.
+	PageSize int
+	// Concurrency is how many peers are sent to at once. Default 16.
+	Concurrency int
+	// K is the number of closest peers each record goes to. Default 20.
+	K int
+	// RegionBits, if positive, fixes the region prefix length instead of
+	// deriving it from the network size estimate.
+	RegionBits int
+	// State keeps the cursor across restarts; default in memory only.
+	State StateStore
+	// Now is the clock; default time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+func (o *WalkOptions) ensureDefaults(interval time.Duration) {
+	if o.Interval <= 0 {
+		o.Interval = interval
+	}
+	if o.TTL <= 0 {
+		o.TTL = 48 * time.Hour
+	}
+	if o.PageSize <= 0 {
+		o.PageSize = 1000
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.K <= 0 {
+		o.K = 20
+	}
+	if o.State == nil {
+		o.State = &MemState{}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// walker is the region-by-region loop shared by the jobs that send records
+// to their closest peers.
+type walker struct {
+	name string
+	kind store.Kind
+	own  bool // only the node's own records
+	s    store.Store
+	net  Network
+	opts WalkOptions
+	t    tracker
+	// handle sends one page's records to their closest peers among
+	// candidates.
+	handle func(ctx context.Context, page store.Page, cands *candidates) error
+	// running serialises cycles.
+	running sync.Mutex
+}
+
+func (w *walker) progress() Progress { return w.t.get() }
+
+// regionBits picks the region length for this cycle, looking up toward the
+// node's own key to estimate the network size.
+func (w *walker) regionBits(ctx context.Context) int {
+	if w.opts.RegionBits > 0 {
+		return w.opts.RegionBits
+	}
+	self := PeerKey(w.net.Self())
+	seen, err := w.net.Lookup(ctx, self)
+	w.t.update(func(p *Progress) { p.Lookups++ })
+	if err != nil {
+		w.t.fail(fmt.Errorf("network size lookup: %w", err))
+	}
+	n := EstimateNetworkSize(self, union(seen, w.net.RoutingPeers(), w.net.Self()))
+	return RegionBits(n, w.opts.K)
+}
+
+func union(a, b []peer.ID, exclude peer.ID) []peer.ID {
+	seen := make(map[peer.ID]bool, len(a)+len(b))
+	out := make([]peer.ID, 0, len(a)+len(b))
+	for _, l := range [][]peer.ID{a, b} {
+		for _, p := range l {
+			if p != exclude && !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// cycle walks every region once, resuming from the saved cursor. With spread,
+// it waits between regions so the cycle lasts about Interval.
+func (w *walker) cycle(ctx context.Context, spread bool) error {
+	w.running.Lock()
+	defer w.running.Unlock()
+	after, err := w.opts.State.Load(w.name)
+	if err != nil {
+		w.t.fail(err)
+		after = nil
+	}
+	var pos record.KadKey
+	if after != nil {
+		p, err := after.Decode(w.kind)
+		if err != nil {
+			w.t.fail(fmt.Errorf("saved cursor: %w", err))
+			after = nil
+		} else {
+			pos = p.Key
+		}
+	}
+	w.t.update(func(p *Progress) {
+		p.Running, p.Cursor = true, after
+		if after == nil {
+			p.Done, p.Lookups, p.Sent = 0, 0, 0
+		}
+	})
+	bits := w.regionBits(ctx)
+	w.t.update(func(p *Progress) { p.RegionBits = bits })
+	defer w.t.update(func(p *Progress) { p.Running = false })
+
+	regions := 1 << bits
+	pause := w.opts.Interval / time.Duration(regions)
+	region := record.RegionOf(pos, bits)
+	for {
+		if err := w.walkRegion(ctx, region, after); err != nil {
+			return err
+		}
+		next, ok := region.Next()
+		if !ok {
+			break
+		}
+		region, after = next, nil
+		if spread && !sleep(ctx, pause) {
+			return ctx.Err()
+		}
+	}
+	if err := w.opts.State.Save(w.name, nil); err != nil {
+		w.t.fail(err)
+	}
+	w.t.update(func(p *Progress) { p.Cycles++; p.LastRun = w.opts.Now(); p.Cursor = nil })
+	return nil
+}
+
+// walkRegion handles the records of one region after the cursor: one lookup
+// (only if the region holds any record), then page by page.
+func (w *walker) walkRegion(ctx context.Context, region record.Region, after store.Cursor) error {
+	opts := store.ScanOptions{Kind: w.kind, Region: region, After: after, Limit: w.opts.PageSize}
+	if w.own {
+		opts.Peer = w.net.Self()
+	}
+	var cands *candidates
+	for {
+		page, err := w.s.Scan(ctx, opts)
+		if err != nil {
+			w.t.fail(err)
+			return err
+		}
+		n := page.Len()
+		w.t.hold(n)
+		if n > 0 && cands == nil {
+			seen, err := w.net.Lookup(ctx, regionTarget(region))
+			w.t.update(func(p *Progress) { p.Lookups++ })
+			if err != nil {
+				w.t.fail(fmt.Errorf("lookup for region %v: %w", region, err))
+			}
+			cands = newCandidates(union(seen, w.net.RoutingPeers(), w.net.Self()))
+		}
+		if n > 0 {
+			if err := w.handle(ctx, page, cands); err != nil {
+				w.t.hold(-n)
+				return err
+			}
+		}
+		w.t.hold(-n)
+		cursor := page.Next
+		if cursor == nil && n > 0 {
+			cursor = lastCursor(w.kind, page)
+		}
+		if cursor != nil {
+			if err := w.opts.State.Save(w.name, cursor); err != nil {
+				w.t.fail(err)
+			}
+		}
+		w.t.update(func(p *Progress) { p.Done += int64(n); p.Total += int64(n); p.Cursor = cursor })
+		if page.Next == nil {
+			return nil
+		}
+		opts.After = page.Next
+	}
+}
+
+func lastCursor(kind store.Kind, page store.Page) store.Cursor {
+	if kind == store.Providers {
+		r := page.Providers[len(page.Providers)-1]
+		return store.NewCursor(kind, store.Position{Key: r.KadKey(), Provider: r.Provider})
+	}
+	r := page.Values[len(page.Values)-1]
+	return store.NewCursor(kind, store.Position{Key: r.KadKey()})
+}
+
+// sendAll runs send for every peer of batches, Concurrency at a time, and
+// returns how many records went out and the errors.
+func sendAll[T any](ctx context.Context, concurrency int, batches map[peer.ID][]T,
+	send func(context.Context, peer.ID, []T) error) (sent int64, errs []error) {
+	peers := make([]peer.ID, 0, len(batches))
+	for p := range batches {
+		peers = append(peers, p)
+	}
+	slices.Sort(peers)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, concurrency)
+	for _, p := range peers {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return sent, append(errs, ctx.Err())
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := send(ctx, p, batches[p])
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("peer %s: %w", p, err))
+				return
+			}
+			sent += int64(len(batches[p]))
+		}()
+	}
+	wg.Wait()
+	return sent, errs
+}
+
+func (w *walker) record(sent int64, errs []error) {
+	w.t.update(func(p *Progress) { p.Sent += sent })
+	for _, err := range errs {
+		w.t.fail(err)
+	}
+	if len(errs) > 0 {
+		w.opts.Logger.Debug("some peers could not be reached", "job", w.name, "failures", len(errs), "first", errs[0])
+	}
+}
+
+// run repeats cycles until ctx ends.
+func (w *walker) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		start := w.opts.Now()
+		if err := w.cycle(ctx, true); err != nil && ctx.Err() == nil {
+			w.opts.Logger.Warn("job cycle failed", "job", w.name, "err", err)
+			if !sleep(ctx, time.Minute) {
+				return
+			}
+			continue
+		}
+		if !sleep(ctx, w.opts.Interval-w.opts.Now().Sub(start)) {
+			return
+		}
+	}
+}

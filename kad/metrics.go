@@ -1,0 +1,89 @@
+package kad
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcomes of a received message, the "outcome" label of
+// kadstore_kad_messages_received_total.
+const (
+	outcomeOK           = "ok"
+	outcomeMalformed    = "malformed"     // not a protobuf Message
+	outcomeOversized    = "oversized"     // length prefix above 4 MiB
+	outcomeUnknownType  = "unknown_type"  // not one of the six types
+	outcomeBadRequest   = "bad_request"   // empty or overlong key, missing or mismatched record
+	outcomeRejected     = "rejected"      // a record the node refused (see records_rejected)
+	outcomeStoreTimeout = "store_timeout" // the request deadline passed in the store or waiting for it
+	outcomeStoreError   = "store_error"   // the store failed
+	outcomeWriteError   = "write_error"   // the response could not be written
+	outcomeIdleTimeout  = "idle_timeout"  // a stream sent no request within the idle timeout
+	outcomeNotServer    = "not_server"    // a request arrived while the node is a client
+)
+
+// Reasons a record is rejected, the "reason" label of
+// kadstore_kad_records_rejected_total.
+const (
+	reasonInvalid          = "invalid"           // the validator refused the value
+	reasonUnknownNamespace = "unknown_namespace" // no validator for the key's namespace
+	reasonWorse            = "worse_record"      // a better record is stored (Select)
+	reasonKeyMismatch      = "key_mismatch"      // record key differs from the request key
+	reasonForeignProvider  = "foreign_provider"  // ADD_PROVIDER for a peer other than the sender
+	reasonNoAddrs          = "no_addresses"      // ADD_PROVIDER without a usable address
+	reasonStoreLimit       = "store_limit"       // the store refused it (size, count, TTL limits)
+)
+
+type metrics struct {
+	received     *prometheus.CounterVec
+	sent         *prometheus.CounterVec
+	storeLatency *prometheus.HistogramVec
+	rejected     *prometheus.CounterVec
+	rtSize       prometheus.GaugeFunc
+}
+
+func newMetrics(reg prometheus.Registerer, rtSize func() float64) (*metrics, error) {
+	const ns, sub = "kadstore", "kad"
+	m := &metrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "messages_received_total",
+			Help: "Kademlia messages received, by type and outcome.",
+		}, []string{"type", "outcome"}),
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "messages_sent_total",
+			Help: "Kademlia requests and messages sent, by type and outcome (ok or error).",
+		}, []string{"type", "outcome"}),
+		storeLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "store_call_duration_seconds",
+			Help:    "Latency of store calls made by the node, by store method.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"method"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "records_rejected_total",
+			Help: "Records received and not stored, by reason.",
+		}, []string{"reason"}),
+		rtSize: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "routing_table_peers",
+			Help: "Peers in the routing table.",
+		}, rtSize),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var done []prometheus.Collector
+	for _, c := range []prometheus.Collector{m.received, m.sent, m.storeLatency, m.rejected, m.rtSize} {
+		if err := reg.Register(c); err != nil {
+			for _, d := range done {
+				reg.Unregister(d)
+			}
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return nil, fmt.Errorf("kad: metrics already registered (wrap the registerer with a label per node): %w", err)
+			}
+			return nil, fmt.Errorf("kad: registering metrics: %w", err)
+		}
+		done = append(done, c)
+	}
+	return m, nil
+}

@@ -1,0 +1,116 @@
+package kad_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/kadstore/kadstore/kad"
+)
+
+// testNet is a DHT of go-libp2p-kad-dht server nodes and kadstore server
+// nodes on loopback.
+type testNet struct {
+	gos  []*dht.IpfsDHT
+	kads []*kadNode
+}
+
+func (tn *testNet) hosts() []host.Host {
+	var hs []host.Host
+	for _, d := range tn.gos {
+		hs = append(hs, d.Host())
+	}
+	for _, k := range tn.kads {
+		hs = append(hs, k.h)
+	}
+	return hs
+}
+
+// buildNet starts nGo go-libp2p-kad-dht nodes and nKad kadstore nodes, joins
+// them through the first node and refreshes every routing table, so that
+// lookups find the true closest peers.
+func buildNet(t *testing.T, nGo, nKad int, kopts ...kad.Option) *testNet {
+	t.Helper()
+	tn := &testNet{}
+	for range nGo {
+		tn.gos = append(tn.gos, newGoNode(t))
+	}
+	for range nKad {
+		tn.kads = append(tn.kads, newKadNode(t, nil, kopts...))
+	}
+	hs := tn.hosts()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i, h := range hs[1:] {
+		connect(t, h, hs[0])
+		if i > 0 {
+			connect(t, h, hs[1+rng.IntN(i)])
+		}
+	}
+	// Identify puts every node in the first node's table; then each node's
+	// refresh looks itself up through it and meets its neighbours.
+	waitUntil(t, 20*time.Second, "nodes to join the first node's table", func() bool {
+		return len(tn.tablePeers(0)) >= len(hs)-1
+	})
+	ctx := ctxTimeout(t, 60*time.Second)
+	for round := 0; round < 2; round++ {
+		var wg sync.WaitGroup
+		for _, d := range tn.gos {
+			wg.Go(func() { <-d.RefreshRoutingTable() })
+		}
+		for _, k := range tn.kads {
+			wg.Go(func() {
+				if err := k.RefreshRoutingTable(ctx); err != nil {
+					t.Errorf("refresh: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	return tn
+}
+
+// tablePeers returns the routing-table peers of node i (go nodes first).
+func (tn *testNet) tablePeers(i int) []peer.ID {
+	if i < len(tn.gos) {
+		return tn.gos[i].RoutingTable().ListPeers()
+	}
+	return tn.kads[i-len(tn.gos)].RoutingPeers()
+}
+
+// closestTruth returns the k server nodes closest to key, leaving out self.
+func (tn *testNet) closestTruth(key []byte, self peer.ID, k int) []peer.ID {
+	target := sha256.Sum256(key)
+	var ids []peer.ID
+	for _, h := range tn.hosts() {
+		if h.ID() != self {
+			ids = append(ids, h.ID())
+		}
+	}
+	dist := func(p peer.ID) []byte {
+		d := sha256.Sum256([]byte(p))
+		for i := range d {
+			d[i] ^= target[i]
+		}
+		return d[:]
+	}
+	slices.SortFunc(ids, func(a, b peer.ID) int { return bytes.Compare(dist(a), dist(b)) })
+	return ids[:min(k, len(ids))]
+}
+
+func sameSet(a, b []peer.ID) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+var _ = context.Background

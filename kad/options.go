@@ -1,0 +1,288 @@
+package kad
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ModeOpt selects whether the node serves the DHT protocol.
+type ModeOpt int
+
+const (
+	// ModeAuto serves the protocol only while go-libp2p reports the host
+	// publicly reachable (event.EvtLocalReachabilityChanged), and acts as a
+	// client otherwise. It is the default, as in go-libp2p-kad-dht.
+	ModeAuto ModeOpt = iota
+	// ModeServer always serves the protocol and advertises it.
+	ModeServer
+	// ModeClient never serves nor advertises the protocol, so other nodes
+	// never add it to their routing tables; it still queries the DHT.
+	ModeClient
+)
+
+func (m ModeOpt) String() string {
+	switch m {
+	case ModeAuto:
+		return "auto"
+	case ModeServer:
+		return "server"
+	case ModeClient:
+		return "client"
+	}
+	return fmt.Sprintf("ModeOpt(%d)", int(m))
+}
+
+// Defaults. The Amino DHT (the IPFS public DHT) values, except where noted.
+const (
+	// DefaultProtocolPrefix makes the protocol ID /ipfs/kad/1.0.0.
+	DefaultProtocolPrefix protocol.ID = "/ipfs"
+	// DefaultBucketSize is k, the replication parameter.
+	DefaultBucketSize = 20
+	// DefaultConcurrency is alpha, the requests in flight per lookup (the
+	// specification suggests 3; go-libp2p-kad-dht and Amino use 10).
+	DefaultConcurrency = 10
+	// DefaultProviderTTL is how long a received provider record is kept.
+	DefaultProviderTTL = 48 * time.Hour
+	// DefaultRecordTTL is how long a received value record is kept.
+	DefaultRecordTTL = 48 * time.Hour
+	// DefaultRequestTimeout bounds the handling of one inbound request,
+	// including the wait for a store slot and the store call. It is below
+	// go-libp2p-kad-dht's 10 s client read timeout, so a slow store gives the
+	// requester a reset stream before its own timeout.
+	DefaultRequestTimeout = 5 * time.Second
+	// DefaultStoreConcurrency bounds the store calls in flight.
+	DefaultStoreConcurrency = 64
+	// DefaultStreamIdleTimeout closes an inbound stream with no request for
+	// that long, as go-libp2p-kad-dht does.
+	DefaultStreamIdleTimeout = time.Minute
+	// DefaultPeerTimeout bounds one outbound request (dial, write, response).
+	DefaultPeerTimeout = 10 * time.Second
+	// DefaultRefreshInterval is how often the routing table is refreshed.
+	DefaultRefreshInterval = 10 * time.Minute
+)
+
+// Protocol-level limits.
+const (
+	// MaxMessageSize is the largest message read or written: 4 MiB.
+	MaxMessageSize = 4 << 20
+	// MaxProviderKeySize is the longest ADD_PROVIDER/GET_PROVIDERS key (a
+	// multihash), as go-libp2p-kad-dht enforces.
+	MaxProviderKeySize = 80
+	// MaxKeySize is the longest key of any other request.
+	MaxKeySize = 1 << 10
+)
+
+type config struct {
+	mode              ModeOpt
+	prefix            protocol.ID
+	bucketSize        int
+	alpha             int
+	validators        map[string]record.Validator
+	registerer        prometheus.Registerer
+	logger            *slog.Logger
+	bootstrap         []peer.AddrInfo
+	requestTimeout    time.Duration
+	storeConcurrency  int
+	streamIdleTimeout time.Duration
+	peerTimeout       time.Duration
+	refreshInterval   time.Duration
+	providerTTL       time.Duration
+	recordTTL         time.Duration
+	now               func() time.Time
+}
+
+func defaults() config {
+	return config{
+		mode:              ModeAuto,
+		prefix:            DefaultProtocolPrefix,
+		bucketSize:        DefaultBucketSize,
+		alpha:             DefaultConcurrency,
+		validators:        map[string]record.Validator{},
+		logger:            slog.Default(),
+		requestTimeout:    DefaultRequestTimeout,
+		storeConcurrency:  DefaultStoreConcurrency,
+		streamIdleTimeout: DefaultStreamIdleTimeout,
+		peerTimeout:       DefaultPeerTimeout,
+		refreshInterval:   DefaultRefreshInterval,
+		providerTTL:       DefaultProviderTTL,
+		recordTTL:         DefaultRecordTTL,
+		now:               time.Now,
+	}
+}
+
+// Option configures a Node. Options are applied in order by New.
+type Option func(*config) error
+
+var errBadOption = errors.New("kad: invalid option")
+
+// Mode sets the node's mode. Default ModeAuto.
+func Mode(m ModeOpt) Option {
+	return func(c *config) error {
+		if m != ModeAuto && m != ModeServer && m != ModeClient {
+			return fmt.Errorf("%w: mode %v", errBadOption, m)
+		}
+		c.mode = m
+		return nil
+	}
+}
+
+// ProtocolPrefix sets the prefix of the protocol ID, prefix + "/kad/1.0.0",
+// for a private network. Default "/ipfs".
+func ProtocolPrefix(prefix protocol.ID) Option {
+	return func(c *config) error {
+		if prefix == "" || prefix[0] != '/' {
+			return fmt.Errorf("%w: protocol prefix %q must start with /", errBadOption, prefix)
+		}
+		c.prefix = prefix
+		return nil
+	}
+}
+
+// BucketSize sets k: the size of a routing-table bucket, the number of
+// closest peers a lookup returns and a record is sent to. Default 20.
+func BucketSize(k int) Option {
+	return func(c *config) error {
+		if k <= 0 {
+			return fmt.Errorf("%w: bucket size %d", errBadOption, k)
+		}
+		c.bucketSize = k
+		return nil
+	}
+}
+
+// Concurrency sets alpha, the requests in flight per lookup. Default 10.
+func Concurrency(alpha int) Option {
+	return func(c *config) error {
+		if alpha <= 0 {
+			return fmt.Errorf("%w: concurrency %d", errBadOption, alpha)
+		}
+		c.alpha = alpha
+		return nil
+	}
+}
+
+// NamespacedValidator registers the validator of one record namespace (the
+// first path segment of a key, e.g. "ipns" for /ipns/...). The node always
+// validates /pk and /ipns; PUT_VALUE of a key in any namespace without a
+// validator is rejected. Registering "pk" or "ipns" replaces the default.
+func NamespacedValidator(ns string, v record.Validator) Option {
+	return func(c *config) error {
+		if ns == "" || v == nil {
+			return fmt.Errorf("%w: validator for namespace %q", errBadOption, ns)
+		}
+		c.validators[ns] = v
+		return nil
+	}
+}
+
+// Registerer registers the node's Prometheus metrics with r. Without it the
+// metrics are kept but registered nowhere. Two nodes in one registry collide:
+// wrap the registerer with prometheus.WrapRegistererWith and a label per node.
+func Registerer(r prometheus.Registerer) Option {
+	return func(c *config) error {
+		c.registerer = r
+		return nil
+	}
+}
+
+// Logger sets the logger. Default slog.Default().
+func Logger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil logger", errBadOption)
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// BootstrapPeers sets the peers Bootstrap connects to before its first
+// lookup.
+func BootstrapPeers(peers ...peer.AddrInfo) Option {
+	return func(c *config) error {
+		c.bootstrap = append(c.bootstrap, peers...)
+		return nil
+	}
+}
+
+// RequestTimeout bounds the handling of one inbound request: waiting for a
+// store slot, the store calls, and writing the response. A request that
+// passes it fails (its stream is reset). Default 5 s.
+func RequestTimeout(d time.Duration) Option {
+	return positive("request timeout", d, func(c *config) *time.Duration { return &c.requestTimeout })
+}
+
+// StoreConcurrency bounds the store calls in flight at once, across all
+// requests. Default 64.
+func StoreConcurrency(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: store concurrency %d", errBadOption, n)
+		}
+		c.storeConcurrency = n
+		return nil
+	}
+}
+
+// StreamIdleTimeout sets how long an inbound stream may wait for its next
+// request before it is reset. Default 1 min.
+func StreamIdleTimeout(d time.Duration) Option {
+	return positive("stream idle timeout", d, func(c *config) *time.Duration { return &c.streamIdleTimeout })
+}
+
+// PeerTimeout bounds one outbound request to one peer. Default 10 s.
+func PeerTimeout(d time.Duration) Option {
+	return positive("peer timeout", d, func(c *config) *time.Duration { return &c.peerTimeout })
+}
+
+// RefreshInterval sets how often the routing table is refreshed; 0 turns the
+// periodic refresh off (Bootstrap still refreshes once). Default 10 min.
+func RefreshInterval(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("%w: refresh interval %v", errBadOption, d)
+		}
+		c.refreshInterval = d
+		return nil
+	}
+}
+
+// ProviderTTL sets how long provider records (received, and the node's own)
+// are kept. It must not exceed the store's MaxTTL. Default 48 h.
+func ProviderTTL(d time.Duration) Option {
+	return positive("provider TTL", d, func(c *config) *time.Duration { return &c.providerTTL })
+}
+
+// RecordTTL sets how long value records are kept. It must not exceed the
+// store's MaxTTL. Default 48 h.
+func RecordTTL(d time.Duration) Option {
+	return positive("record TTL", d, func(c *config) *time.Duration { return &c.recordTTL })
+}
+
+// Clock sets the clock used for record expiry. Default time.Now.
+func Clock(now func() time.Time) Option {
+	return func(c *config) error {
+		if now == nil {
+			return fmt.Errorf("%w: nil clock", errBadOption)
+		}
+		c.now = now
+		return nil
+	}
+}
+
+func positive(name string, d time.Duration, field func(*config) *time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: %s %v", errBadOption, name, d)
+		}
+		*field(c) = d
+		return nil
+	}
+}

@@ -1,0 +1,82 @@
+// Package pebblestore is the default record store: embedded and persistent,
+// on Pebble (github.com/cockroachdb/pebble/v2), the LSM engine of
+// CockroachDB. It implements store.Store, passes the conformance suite
+// (store/storetest) and keeps records, counts, the expiry index and scan
+// cursors across restarts.
+//
+// # Layout
+//
+// One pebble database per directory. Keys begin with a tag byte that names
+// their space; kadkey is the 32-byte Kademlia key (SHA-256 of the record
+// key), provider the peer ID's bytes, expiry Unix milliseconds as 8
+// big-endian bytes with the sign bit flipped (so byte order is time order):
+//
+//	p|kadkey|provider               -> provider record
+//	v|kadkey                        -> value record
+//	e|expiry|kind|kadkey[|provider] -> nil          time index ('P' or 'V')
+//	o|len(provider)|provider|kadkey -> nil          peer index
+//	c|provider                      -> count        records of the provider
+//	g|kind|kadkey[|provider]        -> count        guards (see Expire)
+//	m|...                           -> metadata     layout version, counts
+//
+// What each operation costs:
+//
+//   - Providers is one prefix seek on p|kadkey. The comparer splits
+//     provider keys after that prefix and every level has bloom filters on
+//     it, so a key nobody provides is usually answered from the filters
+//     alone. Records come out in provider ID order, as the contract wants.
+//   - A scan of a Region is one key range of p| or v|: kadkey comes first,
+//     so keyspace order is key order, and a Cursor (a position, not pebble
+//     state) becomes the range's lower bound.
+//   - A provider scan restricted to one Peer walks that provider's range of
+//     the peer index, itself in Kademlia key order, and reads each record with
+//     a seek that only moves forward: the node's own records are found
+//     without reading the millions of records it stores for others. The
+//     index costs about 35 bytes a record on disk after prefix compression
+//     (a provider's entries share their prefix). A value scan restricted to a
+//     publisher filters the v| range instead: value records are few.
+//   - Expire reads the time index from its front up to now (and from its
+//     back down to now+2×MaxTTL, for records a clock jump left too far
+//     ahead), and deletes each record with its index entries without reading
+//     it, then the visited index range with one range deletion; live records
+//     are never read, so its cost grows with what expired.
+//   - Record counts per kind are stored under m| and written by every batch
+//     that changes them, so Stats and MaxRecords need no scan after a
+//     restart. Per-provider counts (c|) exist only while
+//     Limits.MaxRecordsPerProvider is set: Open builds them from the peer
+//     index when the limit is switched on, and drops them when it is
+//     switched off, since they would go stale.
+//
+// # Values
+//
+// Records are stored in the record package's codec with two changes (see
+// value.go): the expiry moves to a fixed 8-byte header, which lets a write
+// find a record's time-index entry, and a provider record leaves out its
+// provider, which its key holds. The codec's CRC-32C still covers every
+// field, the spliced-back provider included. A record whose bytes no longer
+// decode is logged with the store's logger, counted in Page.Skipped and
+// skipped; GetValue returns an error matching store.ErrCorrupt. (Pebble's
+// own block checksums catch damage to the files first; this is the last line
+// against bugs and bad restores.)
+//
+// # Concurrency
+//
+// Readers (GetValue, Providers, Scan, Stats) take no lock: each call reads
+// through its own pebble iterator, a consistent snapshot as of its start.
+// Writers hold one mutex over their read-modify-write (the record they
+// replace, whose time-index entry they delete, and the counters) and the
+// batch commit; nothing a reader waits for. AddProviders calls that arrive
+// while a batch is being committed are committed together in the next batch
+// (group commit), each call still all or nothing, so concurrent small calls
+// share the commit, and with Options.Sync the fsync. Expire deletes in
+// batches of about a thousand records, releasing the mutex in between.
+// Every call holds a shared lock that Close takes exclusively, so Close
+// waits for calls in flight, and calls after it return store.ErrClosed.
+//
+// # Durability and memory
+//
+// See Options: writes are in the write-ahead log when they return, fsynced
+// only with Options.Sync. Memory is bounded by Options.CacheSize and
+// Options.MemTableSize, not by the number of records. A second Open of a
+// directory that is open fails at once with ErrLocked.
+package pebblestore

@@ -1,0 +1,200 @@
+package pebblestore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/kadstore/kadstore/record"
+)
+
+// The key spaces, one tag byte each. The package documentation describes the
+// layout; the functions below are its only encoders and decoders.
+const (
+	tagCount  = 'c' // c|provider -> uvarint record count of the provider
+	tagExpiry = 'e' // e|expiry|kind|kadkey[|provider] -> nil
+	tagGuard  = 'g' // g|kind|kadkey[|provider] -> uvarint orphaned index entries
+	tagMeta   = 'm' // m|name -> metadata
+	tagPeer   = 'o' // o|uvarint(len)|provider|kadkey -> nil
+	tagProv   = 'p' // p|kadkey|provider -> provider record
+	tagValue  = 'v' // v|kadkey -> value record
+)
+
+// Record kinds in time-index and guard keys.
+const (
+	kindProvider = 'P'
+	kindValue    = 'V'
+)
+
+const (
+	kk = record.KadKeySize
+	// provPrefixLen is the length of p|kadkey, the prefix shared by the
+	// records of one key and the unit of the bloom filters.
+	provPrefixLen = 1 + kk
+	// expiryHead is the length of e|expiry|kind.
+	expiryHead = 1 + 8 + 1
+)
+
+// Metadata keys.
+var (
+	metaVersion     = []byte{tagMeta, 'v'}       // layout version, one byte
+	metaCounts      = []byte{tagMeta, 'n'}       // provider and value record counts, 2×8 bytes
+	metaPerProvider = []byte{tagMeta, 'c', 'p'} // present while c| counts are maintained
+)
+
+// layoutVersion is written at creation and checked at Open.
+const layoutVersion = 1
+
+// comparer orders keys bytewise, like pebble's default, and splits provider
+// record keys after p|kadkey so that bloom filters are built on that prefix:
+// Providers seeks one prefix (SeekPrefixGE) and a missing key is usually
+// answered by the filters, without reading a data block. Every other key is
+// its own prefix. The split obeys pebble's rules: p|kadkey keys all have the
+// same length, so prefixes order keys before suffixes, and a bare prefix
+// sorts before the keys that extend it.
+var comparer = func() *pebble.Comparer {
+	c := *pebble.DefaultComparer
+	c.Split = func(k []byte) int {
+		if len(k) > provPrefixLen && k[0] == tagProv {
+			return provPrefixLen
+		}
+		return len(k)
+	}
+	c.Name = "kadstore.pebblestore.v1"
+	return &c
+}()
+
+func provKey(dst []byte, k *record.KadKey, p peer.ID) []byte {
+	dst = append(dst, tagProv)
+	dst = append(dst, k[:]...)
+	return append(dst, p...)
+}
+
+func provPrefix(dst []byte, k *record.KadKey) []byte {
+	dst = append(dst, tagProv)
+	return append(dst, k[:]...)
+}
+
+// parseProvKey splits a p| key; ok is false for a malformed one.
+func parseProvKey(key []byte) (k record.KadKey, p []byte, ok bool) {
+	if len(key) <= provPrefixLen || key[0] != tagProv {
+		return k, nil, false
+	}
+	copy(k[:], key[1:provPrefixLen])
+	return k, key[provPrefixLen:], true
+}
+
+func valueKey(dst []byte, k *record.KadKey) []byte {
+	dst = append(dst, tagValue)
+	return append(dst, k[:]...)
+}
+
+func peerKey(dst []byte, p peer.ID, k *record.KadKey) []byte {
+	dst = peerPrefix(dst, p)
+	return append(dst, k[:]...)
+}
+
+func peerPrefix(dst []byte, p peer.ID) []byte {
+	dst = append(dst, tagPeer)
+	dst = binary.AppendUvarint(dst, uint64(len(p)))
+	return append(dst, p...)
+}
+
+// parsePeerKey returns the provider and Kademlia key of an o| key.
+func parsePeerKey(key []byte) (p []byte, k record.KadKey, ok bool) {
+	if len(key) < 1 || key[0] != tagPeer {
+		return nil, k, false
+	}
+	n, w := binary.Uvarint(key[1:])
+	if w <= 0 || uint64(len(key)-1-w) != n+kk {
+		return nil, k, false
+	}
+	p = key[1+w : 1+w+int(n)]
+	copy(k[:], key[1+w+int(n):])
+	return p, k, true
+}
+
+// expiryKey encodes e|expiry|kind|kadkey|provider. The expiry is Unix
+// milliseconds with the sign bit flipped, so that big-endian byte order is
+// numeric order for negative times too.
+func expiryKey(dst []byte, ms int64, kind byte, k *record.KadKey, p peer.ID) []byte {
+	dst = expiryBound(dst, ms)
+	dst = append(dst, kind)
+	dst = append(dst, k[:]...)
+	return append(dst, p...)
+}
+
+// expiryBound is the smallest time-index key with the given expiry.
+func expiryBound(dst []byte, ms int64) []byte {
+	dst = append(dst, tagExpiry)
+	return binary.BigEndian.AppendUint64(dst, uint64(ms)^(1<<63))
+}
+
+// expiryEntry is a decoded time-index key.
+type expiryEntry struct {
+	ms   int64
+	kind byte
+	k    record.KadKey
+	p    []byte // aliases the key; empty for values
+}
+
+func parseExpiryKey(key []byte) (e expiryEntry, ok bool) {
+	if len(key) < expiryHead+kk || key[0] != tagExpiry {
+		return e, false
+	}
+	e.ms = int64(binary.BigEndian.Uint64(key[1:9]) ^ (1 << 63))
+	e.kind = key[9]
+	copy(e.k[:], key[expiryHead:expiryHead+kk])
+	e.p = key[expiryHead+kk:]
+	switch {
+	case e.kind == kindProvider && len(e.p) > 0, e.kind == kindValue && len(e.p) == 0:
+		return e, true
+	}
+	return e, false
+}
+
+func guardKey(dst []byte, kind byte, k *record.KadKey, p []byte) []byte {
+	dst = append(dst, tagGuard, kind)
+	dst = append(dst, k[:]...)
+	return append(dst, p...)
+}
+
+func countKey(dst []byte, p []byte) []byte {
+	dst = append(dst, tagCount)
+	return append(dst, p...)
+}
+
+// tagEnd is the smallest key after every key of the tag's space.
+func tagEnd(tag byte) []byte { return []byte{tag + 1} }
+
+// prefixEnd returns the smallest key after every key with the prefix, or nil
+// if there is none (the prefix is all 0xff).
+func prefixEnd(prefix []byte) []byte {
+	end := bytes.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// successor returns the smallest key after key.
+func successor(key []byte) []byte {
+	return append(bytes.Clone(key), 0)
+}
+
+// addMillis adds without overflowing.
+func addMillis(ms, d int64) int64 {
+	switch {
+	case d > 0 && ms > math.MaxInt64-d:
+		return math.MaxInt64
+	case d < 0 && ms < math.MinInt64-d:
+		return math.MinInt64
+	}
+	return ms + d
+}

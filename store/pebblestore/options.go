@@ -1,0 +1,109 @@
+package pebblestore
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+
+	"github.com/kadstore/kadstore/store"
+)
+
+// Default option values.
+const (
+	DefaultCacheSize    = 64 << 20
+	DefaultMemTableSize = 32 << 20
+)
+
+// Options configure a Store. The zero value of each field means its default;
+// EnsureDefaults fills them in. The defaults bound the store's memory to about
+// CacheSize + 2×MemTableSize (under 150 MiB) plus a few MiB of pebble
+// metadata, whatever the number of records: nothing is kept in memory per
+// record.
+type Options struct {
+	// Options are the settings every backend shares: Limits, the clock (Now)
+	// and the Logger that reports corrupt records and pebble's own messages.
+	store.Options
+
+	// CacheSize is the size in bytes of pebble's block cache, which holds
+	// uncompressed data, index and bloom filter blocks. Default 64 MiB. A
+	// larger cache serves more lookups without reading the disk (or the OS
+	// page cache); the filters of a 10 M-record store take about 25 MiB of it.
+	CacheSize int64
+
+	// MemTableSize is the size in bytes of one memtable, the in-memory buffer
+	// of recent writes that is flushed to an sstable when full. Default
+	// 32 MiB. Pebble keeps at most two (one filling, one flushing), so the
+	// memtables take up to twice this much; larger memtables mean fewer,
+	// larger flushes and less write amplification.
+	MemTableSize int64
+
+	// Sync makes every write durable before it returns: the write-ahead log
+	// is fsynced, with the writes that arrive meanwhile grouped into the same
+	// fsync. Default false: a write returns once it is in the write-ahead log
+	// (in the OS page cache), so a process crash loses nothing but a machine
+	// crash or power loss may lose the last writes before the OS flushed
+	// them. That is the default because DHT records are soft state that their
+	// publishers refresh (providers every 22 h), while an fsync per write
+	// would cap the write rate at the disk's fsync rate.
+	Sync bool
+
+	// ReadOnly opens the store for reading only, for tools that inspect a
+	// data directory: writes and Expire return ErrReadOnly, and nothing is
+	// written to the directory. The directory lock is still taken, so a
+	// read-only store cannot be opened while a node has the directory open.
+	ReadOnly bool
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (o *Options) EnsureDefaults() {
+	o.Options.EnsureDefaults()
+	if o.CacheSize <= 0 {
+		o.CacheSize = DefaultCacheSize
+	}
+	if o.MemTableSize <= 0 {
+		o.MemTableSize = DefaultMemTableSize
+	}
+}
+
+// pebbleOptions translates o (with defaults) into pebble's options.
+func (o *Options) pebbleOptions(lock *pebble.Lock) *pebble.Options {
+	po := &pebble.Options{
+		CacheSize:          o.CacheSize,
+		MemTableSize:       uint64(o.MemTableSize),
+		Comparer:           comparer,
+		FormatMajorVersion: pebble.FormatNewest,
+		ReadOnly:           o.ReadOnly,
+		Lock:               lock,
+		Logger:             pebbleLogger{o.Logger},
+	}
+	// Bloom filters on every level, L0 included (pebble's default has none
+	// there): 10 bits a key give about 1% false positives, so a lookup of a
+	// missing key rarely reads a data block.
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	po.EnsureDefaults()
+	return po
+}
+
+// pebbleLogger sends pebble's messages to the store's slog logger: pebble's
+// routine reports at debug level, its errors at error level.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf reports an error pebble cannot continue after. Pebble's own logger
+// exits the process; a library must not, so it panics instead.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error(msg, "component", "pebble", "fatal", true)
+	panic("pebblestore: " + msg)
+}

@@ -1,0 +1,330 @@
+package pebblestore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/kadstore/kadstore/record"
+	"github.com/kadstore/kadstore/store"
+)
+
+// Readers take no lock but closeMu (shared): each call reads through its own
+// pebble iterator, a consistent view of the database as of its creation.
+
+// scanSkipBudget bounds how many entries one Scan page may step over (expired,
+// corrupt, or of another publisher) beyond its Limit, as memstore does, so a
+// page costs bounded work. A page cut short by it has fewer records than
+// Limit and a non-nil Next.
+const scanSkipBudget = 4096
+
+// ctxCheckEvery is how many entries a loop handles between checks of its
+// context.
+const ctxCheckEvery = 1024
+
+// GetValue returns the live record with the key, or ErrNotFound.
+func (s *Store) GetValue(ctx context.Context, key []byte) (store.ValueRecord, error) {
+	if err := s.acquire(ctx); err != nil {
+		return store.ValueRecord{}, err
+	}
+	defer s.release()
+	if err := s.limits.CheckKey(key); err != nil {
+		return store.ValueRecord{}, err
+	}
+	k := record.KadKeyOf(key)
+	var kbuf [1 + kk]byte
+	v, closer, err := s.db.Get(valueKey(kbuf[:0], &k))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return store.ValueRecord{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.ValueRecord{}, fmt.Errorf("pebblestore: %w", err)
+	}
+	defer closer.Close()
+	r, _, err := decodeValue(nil, v)
+	if err != nil {
+		s.log.Error("pebblestore: corrupt value record", "kadkey", k.String(), "error", err)
+		return store.ValueRecord{}, fmt.Errorf("%w: value %x: %w", store.ErrCorrupt, key, err)
+	}
+	if !s.limits.Live(r.Expires, s.now()) {
+		return store.ValueRecord{}, store.ErrNotFound
+	}
+	return r, nil
+}
+
+// Providers returns at most limit live providers of key, in provider ID
+// order: one prefix seek.
+func (s *Store) Providers(ctx context.Context, key []byte, limit int) ([]store.ProviderRecord, error) {
+	if err := s.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer s.release()
+	if err := s.limits.CheckKey(key); err != nil {
+		return nil, err
+	}
+	if capacity := s.limits.MaxProvidersPerKey; capacity > 0 && (limit <= 0 || limit > capacity) {
+		limit = capacity
+	}
+	now := s.now()
+	k := record.KadKeyOf(key)
+	it, err := s.db.NewIterWithContext(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	var kbuf [provPrefixLen]byte
+	out := []store.ProviderRecord{}
+	var scratch []byte
+	for valid := it.SeekPrefixGE(provPrefix(kbuf[:0], &k)); valid && (limit <= 0 || len(out) < limit); valid = it.Next() {
+		_, p, ok := parseProvKey(it.Key())
+		if !ok {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, fmt.Errorf("pebblestore: %w", err)
+		}
+		var r store.ProviderRecord
+		r, scratch, err = decodeProvider(scratch, p, v)
+		if err != nil {
+			s.corrupt(store.Providers, it.Key(), err)
+			continue
+		}
+		if s.limits.Live(r.Expires, now) {
+			out = append(out, r)
+		}
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("pebblestore: %w", err)
+	}
+	return out, nil
+}
+
+// corrupt reports a stored record that does not decode.
+func (s *Store) corrupt(kind store.Kind, key []byte, err error) {
+	s.log.Error("pebblestore: corrupt record skipped", "kind", kind.String(), "key", fmt.Sprintf("%x", key), "error", err)
+}
+
+// Scan returns one page of live records in keyspace order, after opts.After.
+//
+// A scan without Peer walks one key range of p| or v|. A provider scan with
+// Peer walks that provider's range of the peer index (o|), which is in
+// Kademlia key order too, and reads each record with a seek that only moves
+// forward; so it costs what the peer has, not what the store has. A value
+// scan with Peer filters the v| range by publisher: value records are few.
+func (s *Store) Scan(ctx context.Context, opts store.ScanOptions) (store.Page, error) {
+	if err := s.acquire(ctx); err != nil {
+		return store.Page{}, err
+	}
+	defer s.release()
+	opts, after, err := store.CheckScan(opts)
+	if err != nil {
+		return store.Page{}, err
+	}
+	w := &scanWalk{s: s, ctx: ctx, opts: opts, now: s.now(), budget: opts.Limit + scanSkipBudget}
+	switch {
+	case opts.Kind == store.Providers && opts.Peer != "":
+		err = w.peerProviders(after)
+	default:
+		err = w.records(after)
+	}
+	if err != nil {
+		return store.Page{}, err
+	}
+	if w.more {
+		w.page.Next = store.NewCursor(opts.Kind, w.last)
+	}
+	return w.page, nil
+}
+
+// scanWalk is the state of one Scan page.
+type scanWalk struct {
+	s        *Store
+	ctx      context.Context
+	opts     store.ScanOptions
+	now      time.Time
+	budget   int
+	examined int
+	page     store.Page
+	last     store.Position // the last entry examined
+	more     bool           // an entry in range remains after last
+	scratch  []byte
+}
+
+// full reports whether the page is complete, before examining another entry.
+func (w *scanWalk) full() bool {
+	return w.page.Len() == w.opts.Limit || w.examined == w.budget
+}
+
+// records walks the p| or v| range of the region, from after.
+func (w *scanWalk) records(after *store.Position) error {
+	tag := byte(tagProv)
+	if w.opts.Kind == store.Values {
+		tag = tagValue
+	}
+	start := w.opts.Region.Start()
+	lower := append([]byte{tag}, start[:]...)
+	upper := tagEnd(tag)
+	if end, ok := w.opts.Region.End(); ok {
+		upper = append([]byte{tag}, end[:]...)
+	}
+	if after != nil {
+		var c []byte
+		if tag == tagProv {
+			c = successor(provKey(nil, &after.Key, after.Provider))
+		} else {
+			c = successor(valueKey(nil, &after.Key))
+		}
+		if bytes.Compare(c, lower) > 0 {
+			lower = c
+		}
+		if bytes.Compare(lower, upper) >= 0 {
+			return nil
+		}
+	}
+	it, err := w.s.db.NewIterWithContext(w.ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		if w.full() {
+			w.more = true
+			break
+		}
+		if err := w.tick(); err != nil {
+			return err
+		}
+		key := it.Key()
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("pebblestore: %w", err)
+		}
+		if tag == tagProv {
+			k, p, ok := parseProvKey(key)
+			if !ok {
+				continue
+			}
+			w.last = store.Position{Key: k, Provider: peer.ID(p)}
+			w.addProvider(key, p, v)
+		} else {
+			var k record.KadKey
+			if len(key) != 1+kk {
+				continue
+			}
+			copy(k[:], key[1:])
+			w.last = store.Position{Key: k}
+			w.addValue(key, v)
+		}
+	}
+	return it.Error()
+}
+
+// peerProviders walks the peer index range of opts.Peer in the region, from
+// after, reading each record from p|.
+func (w *scanWalk) peerProviders(after *store.Position) error {
+	p := w.opts.Peer
+	prefix := peerPrefix(nil, p)
+	start := w.opts.Region.Start()
+	lower := append(bytes.Clone(prefix), start[:]...)
+	upper := prefixEnd(prefix)
+	if end, ok := w.opts.Region.End(); ok {
+		upper = append(bytes.Clone(prefix), end[:]...)
+	}
+	if after != nil {
+		// Records of after.Key come after the cursor only if their provider
+		// does; the peer's is fixed.
+		c := append(bytes.Clone(prefix), after.Key[:]...)
+		if p <= after.Provider {
+			c = successor(c)
+		}
+		if bytes.Compare(c, lower) > 0 {
+			lower = c
+		}
+		if bytes.Compare(lower, upper) >= 0 {
+			return nil
+		}
+	}
+	idx, err := w.s.db.NewIterWithContext(w.ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	defer idx.Close()
+	recs, err := w.s.db.NewIterWithContext(w.ctx, &pebble.IterOptions{
+		LowerBound: []byte{tagProv}, UpperBound: tagEnd(tagProv),
+	})
+	if err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	defer recs.Close()
+	var pk []byte
+	for valid := idx.First(); valid; valid = idx.Next() {
+		if w.full() {
+			w.more = true
+			break
+		}
+		if err := w.tick(); err != nil {
+			return err
+		}
+		_, k, ok := parsePeerKey(idx.Key())
+		if !ok {
+			continue
+		}
+		w.last = store.Position{Key: k, Provider: p}
+		pk = provKey(pk[:0], &k, p)
+		if !recs.SeekGE(pk) || !bytes.Equal(recs.Key(), pk) {
+			if err := recs.Error(); err != nil {
+				return fmt.Errorf("pebblestore: %w", err)
+			}
+			w.s.log.Error("pebblestore: peer index entry without its record", "kadkey", k.String(), "provider", p)
+			continue
+		}
+		v, err := recs.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("pebblestore: %w", err)
+		}
+		w.addProvider(pk, []byte(p), v)
+	}
+	return idx.Error()
+}
+
+// tick counts an examined entry and checks the context now and then.
+func (w *scanWalk) tick() error {
+	w.examined++
+	if w.examined%ctxCheckEvery == 0 {
+		return w.ctx.Err()
+	}
+	return nil
+}
+
+func (w *scanWalk) addProvider(key, p, v []byte) {
+	var r store.ProviderRecord
+	var err error
+	r, w.scratch, err = decodeProvider(w.scratch, p, v)
+	switch {
+	case err != nil:
+		w.s.corrupt(store.Providers, key, err)
+		w.page.Skipped++
+	case w.s.limits.Live(r.Expires, w.now):
+		w.page.Providers = append(w.page.Providers, r)
+	}
+}
+
+func (w *scanWalk) addValue(key, v []byte) {
+	var r store.ValueRecord
+	var err error
+	r, w.scratch, err = decodeValue(w.scratch, v)
+	switch {
+	case err != nil:
+		w.s.corrupt(store.Values, key, err)
+		w.page.Skipped++
+	case w.opts.Peer != "" && r.Publisher != w.opts.Peer:
+	case w.s.limits.Live(r.Expires, w.now):
+		w.page.Values = append(w.page.Values, r)
+	}
+}

@@ -1,0 +1,355 @@
+package pebblestore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kadstore/kadstore/store"
+)
+
+// Errors of this backend, besides the store package's.
+var (
+	// ErrLocked is returned by Open when another Store (in this process or
+	// another) has the directory open. It wraps pebble's lock error.
+	ErrLocked = errors.New("pebblestore: directory in use")
+	// ErrReadOnly is returned by writes and Expire on a store opened with
+	// Options.ReadOnly.
+	ErrReadOnly = errors.New("pebblestore: read-only store")
+	// ErrIncompatible is returned by Open for a directory that holds a pebble
+	// database of another layout or another program.
+	ErrIncompatible = errors.New("pebblestore: incompatible database")
+)
+
+// Store is a record store in a pebble database. It is safe for concurrent
+// use; see the package documentation for its layout and locking.
+type Store struct {
+	opts   Options
+	limits store.Limits
+	now    func() time.Time
+	log    *slog.Logger
+	db     *pebble.DB
+	lock   *pebble.Lock
+
+	// closeMu is held shared by every call for its duration and exclusively
+	// by Close, so Close waits for calls in flight and later calls see closed.
+	closeMu sync.RWMutex
+	closed  bool
+
+	// wmu serialises writers over the read-modify-write of existing entries
+	// and counters and the batch commit. Readers never take it.
+	wmu sync.Mutex
+	// Record counts, as of the last commit. Written under wmu, read by Stats.
+	nProviders, nValues atomic.Int64
+	// guards counts the guard keys (see expire.go); while it is 0, Expire
+	// never reads a record.
+	guards atomic.Int64
+	// perProvider is set when per-provider counts are maintained
+	// (Limits.MaxRecordsPerProvider > 0).
+	perProvider bool
+
+	// Group commit of AddProviders: requests queue in queue (under qmu); the
+	// goroutine that holds the leader token commits them in groups.
+	qmu    sync.Mutex
+	queue  []*addRequest
+	leader chan struct{}
+
+	// expireVisited counts the time-index entries Expire read (for tests).
+	expireVisited atomic.Int64
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens the store in dir, creating the directory and the database if
+// they do not exist. It fails with ErrLocked if another Store has dir open.
+func Open(dir string, opts Options) (*Store, error) {
+	opts.EnsureDefaults()
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("pebblestore: %w", err)
+		}
+	}
+	lock, err := pebble.LockDirectory(dir, vfs.Default)
+	if err != nil {
+		// A path error is the lock file failing to open (a missing or
+		// unwritable directory); anything else is the lock being held.
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+			return nil, fmt.Errorf("pebblestore: %w", err)
+		}
+		return nil, fmt.Errorf("%w: %s: %w", ErrLocked, dir, err)
+	}
+	db, err := pebble.Open(dir, opts.pebbleOptions(lock))
+	if err != nil {
+		lock.Close()
+		if errors.Is(err, pebble.ErrDBDoesNotExist) {
+			return nil, fmt.Errorf("pebblestore: %s: %w", dir, fs.ErrNotExist)
+		}
+		return nil, fmt.Errorf("pebblestore: %w", err)
+	}
+	s := &Store{
+		opts:   opts,
+		limits: opts.Limits,
+		now:    opts.Now,
+		log:    opts.Logger,
+		db:     db,
+		lock:   lock,
+		leader: make(chan struct{}, 1),
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// load checks the layout version and reads the counters, and builds or drops
+// the per-provider counts when MaxRecordsPerProvider was switched on or off.
+func (s *Store) load() error {
+	v, err := s.get(metaVersion)
+	switch {
+	case err != nil:
+		return err
+	case v == nil:
+		empty, err := s.isEmpty()
+		if err != nil {
+			return err
+		}
+		if !empty {
+			return fmt.Errorf("%w: no layout version", ErrIncompatible)
+		}
+		if !s.opts.ReadOnly {
+			if err := s.db.Set(metaVersion, []byte{layoutVersion}, pebble.Sync); err != nil {
+				return fmt.Errorf("pebblestore: %w", err)
+			}
+		}
+	case len(v) != 1 || v[0] != layoutVersion:
+		return fmt.Errorf("%w: layout version %x, want %d", ErrIncompatible, v, layoutVersion)
+	}
+
+	c, err := s.get(metaCounts)
+	if err != nil {
+		return err
+	}
+	if c != nil {
+		if len(c) != 16 {
+			return fmt.Errorf("%w: record counts of %d bytes", store.ErrCorrupt, len(c))
+		}
+		s.nProviders.Store(int64(binary.BigEndian.Uint64(c)))
+		s.nValues.Store(int64(binary.BigEndian.Uint64(c[8:])))
+	}
+
+	n, err := s.countKeys([]byte{tagGuard}, tagEnd(tagGuard))
+	if err != nil {
+		return err
+	}
+	s.guards.Store(n)
+
+	if s.opts.ReadOnly {
+		return nil
+	}
+	maintained, err := s.get(metaPerProvider)
+	if err != nil {
+		return err
+	}
+	want := s.limits.MaxRecordsPerProvider > 0
+	switch {
+	case want && maintained == nil:
+		if err := s.buildProviderCounts(); err != nil {
+			return err
+		}
+	case !want && maintained != nil:
+		// The counts would go stale while off: drop them, and rebuild them
+		// if the limit is switched on again.
+		b := s.db.NewBatch()
+		b.DeleteRange([]byte{tagCount}, tagEnd(tagCount), nil)
+		b.Delete(metaPerProvider, nil)
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("pebblestore: %w", err)
+		}
+	}
+	s.perProvider = want
+	return nil
+}
+
+// buildProviderCounts counts each provider's records from the peer index,
+// which is ordered by provider, in one pass.
+func (s *Store) buildProviderCounts() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagPeer}, UpperBound: tagEnd(tagPeer)})
+	if err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	b := s.db.NewBatch()
+	defer func() { b.Close() }()
+	b.DeleteRange([]byte{tagCount}, tagEnd(tagCount), nil)
+	var cur []byte
+	var n uint64
+	var buf []byte
+	flush := func() error {
+		if n > 0 {
+			buf = countKey(buf[:0], cur)
+			b.Set(buf, binary.AppendUvarint(nil, n), nil)
+		}
+		if b.Len() > 4<<20 {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return err
+			}
+			b.Close()
+			b = s.db.NewBatch()
+		}
+		return nil
+	}
+	for it.First(); it.Valid(); it.Next() {
+		p, _, ok := parsePeerKey(it.Key())
+		if !ok {
+			continue
+		}
+		if string(p) != string(cur) {
+			if err := flush(); err != nil {
+				return fmt.Errorf("pebblestore: %w", err)
+			}
+			cur, n = append(cur[:0], p...), 0
+		}
+		n++
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	if err := flush(); err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	b.Set(metaPerProvider, nil, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	return nil
+}
+
+// get returns a copy of the value of key, or nil if it is absent.
+func (s *Store) get(key []byte) ([]byte, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: %w", err)
+	}
+	defer closer.Close()
+	return append([]byte{}, v...), nil
+}
+
+func (s *Store) isEmpty() (bool, error) {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return false, fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	return !it.First(), it.Error()
+}
+
+func (s *Store) countKeys(lower, upper []byte) (int64, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return 0, fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	var n int64
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	return n, it.Error()
+}
+
+// acquire starts a call: it fails if ctx is done or the store closed, and
+// otherwise holds closeMu shared until release.
+func (s *Store) acquire(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return store.ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) release() { s.closeMu.RUnlock() }
+
+// acquireWrite is acquire for calls that write.
+func (s *Store) acquireWrite(ctx context.Context) error {
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	if s.opts.ReadOnly {
+		s.release()
+		return ErrReadOnly
+	}
+	return nil
+}
+
+// Stats returns the record counts, kept up to date by every write, and the
+// disk space pebble reports.
+func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
+	if err := s.acquire(ctx); err != nil {
+		return store.Stats{}, err
+	}
+	defer s.release()
+	return store.Stats{
+		ProviderRecords: s.nProviders.Load(),
+		ValueRecords:    s.nValues.Load(),
+		DiskBytes:       int64(s.db.Metrics().DiskSpaceUsage()),
+	}, nil
+}
+
+// Metrics returns pebble's metrics (LSM shape, cache hit rates, compaction
+// and disk figures), for tools and benchmarks. It returns nil after Close.
+func (s *Store) Metrics() *pebble.Metrics {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return nil
+	}
+	return s.db.Metrics()
+}
+
+// Close waits for calls in flight, then closes the database and releases the
+// directory lock. Later calls return ErrClosed; Close itself is idempotent.
+//
+// Close flushes the memtable first, so that the next Open does not replay the
+// write-ahead log and answers at once.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	if !s.opts.ReadOnly {
+		if err := s.db.Flush(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.db.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.lock.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("pebblestore: close: %w", err)
+	}
+	return nil
+}

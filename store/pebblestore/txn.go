@@ -1,0 +1,313 @@
+package pebblestore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/kadstore/kadstore/record"
+)
+
+// txn is one batch of writes being built, and then committed, under s.wmu.
+// Writes in the same batch must see each other (two records of one key, or
+// several AddProviders calls committed together), but a pebble batch is
+// write-only, so txn keeps what the batch changes in small overlays: the
+// providers of each key it touched, the counters, per-provider counts and
+// guards. Everything else is read from the database, which no one else
+// writes while s.wmu is held.
+type txn struct {
+	s  *Store
+	b  *pebble.Batch
+	it *pebble.Iterator // opened lazily; sees the database as of its opening
+
+	nProv, nVal int64
+	keys        map[record.KadKey]*keyState
+	provCounts  map[string]*counter // by provider bytes
+	guards      map[string]*counter // by guard key
+
+	kbuf, vbuf []byte // scratch for keys and values
+}
+
+// keyState is what txn knows of the provider records of one key: all of
+// them, as stored in the database plus the batch.
+type keyState struct {
+	provs []provState
+}
+
+type provState struct {
+	id  peer.ID
+	exp int64 // Unix ms; if !ok, the header of the damaged value, if any
+	ok  bool  // the stored value's checksum holds
+	hdr bool  // the stored value has a header (exp is a guess when !ok)
+}
+
+func (ks *keyState) find(p peer.ID) int {
+	for i := range ks.provs {
+		if ks.provs[i].id == p {
+			return i
+		}
+	}
+	return -1
+}
+
+// counter is an overlaid count: its value in the database and after the
+// batch.
+type counter struct{ orig, cur int64 }
+
+func (s *Store) newTxn() *txn {
+	return &txn{
+		s:     s,
+		b:     s.db.NewBatch(),
+		nProv: s.nProviders.Load(),
+		nVal:  s.nValues.Load(),
+	}
+}
+
+// iter returns the txn's iterator over the database.
+func (t *txn) iter() (*pebble.Iterator, error) {
+	if t.it == nil {
+		it, err := t.s.db.NewIter(nil)
+		if err != nil {
+			return nil, fmt.Errorf("pebblestore: %w", err)
+		}
+		t.it = it
+	}
+	return t.it, nil
+}
+
+// keyState returns the provider records of k, reading them on first use:
+// one prefix seek, answered by the bloom filters for a new key.
+func (t *txn) keyState(k *record.KadKey) (*keyState, error) {
+	if ks, ok := t.keys[*k]; ok {
+		return ks, nil
+	}
+	it, err := t.iter()
+	if err != nil {
+		return nil, err
+	}
+	ks := &keyState{}
+	t.kbuf = provPrefix(t.kbuf[:0], k)
+	for valid := it.SeekPrefixGE(t.kbuf); valid; valid = it.Next() {
+		_, p, ok := parseProvKey(it.Key())
+		if !ok {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, fmt.Errorf("pebblestore: %w", err)
+		}
+		st := provState{id: peer.ID(p)}
+		st.exp, st.ok = verifyProvider(p, v)
+		if !st.ok {
+			st.exp, st.hdr = storedExpiry(v)
+		}
+		ks.provs = append(ks.provs, st)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("pebblestore: %w", err)
+	}
+	if t.keys == nil {
+		t.keys = make(map[record.KadKey]*keyState)
+	}
+	t.keys[*k] = ks
+	return ks, nil
+}
+
+// putProvider writes r, whose Kademlia key is k, as a refresh of the stored
+// record of its provider if there is one, and as a new record otherwise.
+// Count limits were checked by the caller.
+func (t *txn) putProvider(k *record.KadKey, r record.ProviderRecord) {
+	ks := t.keys[*k] // loaded by the caller's checks
+	ms := r.Expires.UnixMilli()
+	t.vbuf = appendProviderValue(t.vbuf[:0], r)
+	t.kbuf = provKey(t.kbuf[:0], k, r.Provider)
+	t.b.Set(t.kbuf, t.vbuf, nil)
+	if i := ks.find(r.Provider); i >= 0 {
+		old := ks.provs[i]
+		ks.provs[i] = provState{id: r.Provider, exp: ms, ok: true}
+		switch {
+		case old.ok && old.exp == ms:
+			return
+		case old.ok:
+			t.kbuf = expiryKey(t.kbuf[:0], old.exp, kindProvider, k, r.Provider)
+			t.b.Delete(t.kbuf, nil)
+		default:
+			t.orphan(kindProvider, k, []byte(r.Provider))
+		}
+	} else {
+		ks.provs = append(ks.provs, provState{id: r.Provider, exp: ms, ok: true})
+		t.kbuf = peerKey(t.kbuf[:0], r.Provider, k)
+		t.b.Set(t.kbuf, nil, nil)
+		t.nProv++
+		if t.s.perProvider {
+			t.provCounts[string(r.Provider)].cur++ // loaded by the checks
+		}
+	}
+	t.kbuf = expiryKey(t.kbuf[:0], ms, kindProvider, k, r.Provider)
+	t.b.Set(t.kbuf, nil, nil)
+}
+
+// deleteProvider removes the stored record of p for k, described by st.
+func (t *txn) deleteProvider(k *record.KadKey, st provState) error {
+	t.kbuf = provKey(t.kbuf[:0], k, st.id)
+	t.b.Delete(t.kbuf, nil)
+	t.kbuf = peerKey(t.kbuf[:0], st.id, k)
+	t.b.Delete(t.kbuf, nil)
+	if st.ok {
+		t.kbuf = expiryKey(t.kbuf[:0], st.exp, kindProvider, k, st.id)
+		t.b.Delete(t.kbuf, nil)
+	} else {
+		t.orphan(kindProvider, k, []byte(st.id))
+	}
+	t.nProv--
+	if t.s.perProvider {
+		c, err := t.provCount([]byte(st.id))
+		if err != nil {
+			return err
+		}
+		c.cur--
+	}
+	return nil
+}
+
+// orphan notes that the time-index entry of the record (kind, k, p) cannot
+// be found, because the record's stored bytes are damaged, while the record
+// is being replaced or removed. The entry stays behind, and a guard tells
+// Expire to check entries of that record against the record before acting on
+// them (see expire.go).
+func (t *txn) orphan(kind byte, k *record.KadKey, p []byte) {
+	t.s.log.Warn("pebblestore: replacing a corrupt record; its expiry index entry is left for Expire to check",
+		"kind", string(kind), "kadkey", k.String(), "provider", peer.ID(p))
+	g, err := t.guard(guardKey(nil, kind, k, p))
+	if err != nil {
+		// Without the guard, Expire may remove the record early when the
+		// orphaned entry falls due; that is all.
+		t.s.log.Error("pebblestore: reading guard", "error", err)
+		return
+	}
+	g.cur++
+}
+
+// guard returns the overlaid guard count of a guard key.
+func (t *txn) guard(key []byte) (*counter, error) {
+	if g, ok := t.guards[string(key)]; ok {
+		return g, nil
+	}
+	v, err := t.s.get(key)
+	if err != nil {
+		return nil, err
+	}
+	g := &counter{}
+	if v != nil {
+		n, w := binary.Uvarint(v)
+		if w <= 0 {
+			return nil, fmt.Errorf("pebblestore: guard count of %d bytes", len(v))
+		}
+		g.orig, g.cur = int64(n), int64(n)
+	}
+	if t.guards == nil {
+		t.guards = make(map[string]*counter)
+	}
+	t.guards[string(key)] = g
+	return g, nil
+}
+
+// provCount returns the overlaid record count of provider p.
+func (t *txn) provCount(p []byte) (*counter, error) {
+	if c, ok := t.provCounts[string(p)]; ok {
+		return c, nil
+	}
+	t.kbuf = countKey(t.kbuf[:0], p)
+	v, err := t.s.get(t.kbuf)
+	if err != nil {
+		return nil, err
+	}
+	c := &counter{}
+	if v != nil {
+		n, w := binary.Uvarint(v)
+		if w <= 0 {
+			return nil, fmt.Errorf("pebblestore: provider count of %d bytes", len(v))
+		}
+		c.orig, c.cur = int64(n), int64(n)
+	}
+	if t.provCounts == nil {
+		t.provCounts = make(map[string]*counter)
+	}
+	t.provCounts[string(p)] = c
+	return c, nil
+}
+
+// commit writes the overlays' changes into the batch and applies it. With
+// Options.Sync the batch is applied without waiting for the fsync, so that
+// the caller can release s.wmu first and let the next batch share the fsync;
+// the caller then calls wait.
+func (t *txn) commit() (wait func() error, err error) {
+	s := t.s
+	if t.nProv != s.nProviders.Load() || t.nVal != s.nValues.Load() {
+		var c [16]byte
+		binary.BigEndian.PutUint64(c[:], uint64(t.nProv))
+		binary.BigEndian.PutUint64(c[8:], uint64(t.nVal))
+		t.b.Set(metaCounts, c[:], nil)
+	}
+	for p, c := range t.provCounts {
+		if c.cur == c.orig {
+			continue
+		}
+		t.kbuf = countKey(t.kbuf[:0], []byte(p))
+		if c.cur <= 0 {
+			t.b.Delete(t.kbuf, nil)
+		} else {
+			t.b.Set(t.kbuf, binary.AppendUvarint(nil, uint64(c.cur)), nil)
+		}
+	}
+	var guardDelta int64
+	for key, g := range t.guards {
+		switch {
+		case g.cur == g.orig:
+			continue
+		case g.cur <= 0:
+			t.b.Delete([]byte(key), nil)
+			if g.orig > 0 {
+				guardDelta--
+			}
+		default:
+			t.b.Set([]byte(key), binary.AppendUvarint(nil, uint64(g.cur)), nil)
+			if g.orig <= 0 {
+				guardDelta++
+			}
+		}
+	}
+	if t.b.Empty() {
+		return nil, nil
+	}
+	if s.opts.Sync {
+		err = s.db.ApplyNoSyncWait(t.b, pebble.Sync)
+		wait = t.b.SyncWait
+	} else {
+		err = s.db.Apply(t.b, pebble.NoSync)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: commit: %w", err)
+	}
+	s.nProviders.Store(t.nProv)
+	s.nValues.Store(t.nVal)
+	s.guards.Add(guardDelta)
+	return wait, nil
+}
+
+// close releases the txn's iterator and batch; after commit with a wait,
+// only once wait has returned.
+func (t *txn) close() {
+	var errs []error
+	if t.it != nil {
+		errs = append(errs, t.it.Close())
+		t.it = nil
+	}
+	errs = append(errs, t.b.Close())
+	if err := errors.Join(errs...); err != nil {
+		t.s.log.Error("pebblestore: releasing a batch", "error", err)
+	}
+}

@@ -1,0 +1,322 @@
+package pebblestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/kadstore/kadstore/record"
+	"github.com/kadstore/kadstore/store"
+)
+
+// maxGroupRecords caps the records one group commit takes from the queue
+// (a request is never split, so a larger one forms a group of its own).
+const maxGroupRecords = 8192
+
+// addRequest is one AddProviders call waiting for a group commit.
+type addRequest struct {
+	ctx  context.Context
+	recs []store.ProviderRecord
+	now  time.Time
+	err  error
+	done bool          // set by the committing goroutine before wake
+	wake chan struct{} // capacity 1; signalled when done
+}
+
+// AddProviders stores the records as one atomic batch.
+//
+// Concurrent calls are committed together (group commit): each call queues
+// its request, and whichever caller holds the leader token takes the queued
+// requests, applies them one after the other to one pebble batch (each
+// request all or nothing) and commits that batch once, then wakes their
+// callers. So the cost of a commit, and of an fsync with Options.Sync, is
+// shared by every call that arrived while the previous one was running.
+func (s *Store) AddProviders(ctx context.Context, recs ...store.ProviderRecord) error {
+	if err := s.acquireWrite(ctx); err != nil {
+		return err
+	}
+	defer s.release()
+	now := s.now()
+	for i, r := range recs {
+		if err := s.limits.CheckProvider(r, now); err != nil {
+			return fmt.Errorf("record %d: %w", i, err)
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	req := &addRequest{ctx: ctx, recs: recs, now: now, wake: make(chan struct{}, 1)}
+	s.qmu.Lock()
+	s.queue = append(s.queue, req)
+	s.qmu.Unlock()
+	for {
+		select {
+		case <-req.wake:
+			return req.err
+		case s.leader <- struct{}{}:
+			// req.done may have been set by the previous leader (whose
+			// release of the token happens before this acquisition).
+			s.lead(req)
+			<-s.leader
+			return req.err
+		}
+	}
+}
+
+// lead commits groups of queued requests until own is done. The caller
+// holds the leader token; every request it finds queued is waiting for the
+// token or for its wake signal, so none is stranded when lead returns.
+func (s *Store) lead(own *addRequest) {
+	for !own.done {
+		s.qmu.Lock()
+		n, recs := 0, 0
+		for n < len(s.queue) && (n == 0 || recs+len(s.queue[n].recs) <= maxGroupRecords) {
+			recs += len(s.queue[n].recs)
+			n++
+		}
+		group := append([]*addRequest(nil), s.queue[:n]...)
+		m := copy(s.queue, s.queue[n:])
+		clear(s.queue[m:])
+		s.queue = s.queue[:m]
+		s.qmu.Unlock()
+
+		s.commitGroup(group)
+		for _, r := range group {
+			r.done = true
+			if r != own {
+				r.wake <- struct{}{}
+			}
+		}
+	}
+}
+
+// commitGroup applies the requests to one batch and commits it.
+func (s *Store) commitGroup(group []*addRequest) {
+	s.wmu.Lock()
+	t := s.newTxn()
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			continue
+		}
+		r.err = t.addProviders(r.recs)
+	}
+	wait, err := t.commit()
+	s.wmu.Unlock()
+	if err == nil && wait != nil {
+		err = wait()
+	}
+	t.close()
+	if err != nil {
+		for _, r := range group {
+			if r.err == nil {
+				r.err = err
+			}
+		}
+	}
+}
+
+// addProviders applies one AddProviders call to the txn: it reads what it
+// needs and checks every count limit first, and only then writes, so a call
+// that fails changes nothing. Limits are checked in the order memstore (the
+// reference) checks them: per key, per provider, then the whole store.
+func (t *txn) addProviders(recs []store.ProviderRecord) error {
+	limits := &t.s.limits
+	kks := make([]record.KadKey, len(recs))
+	var (
+		added    int64
+		seen     map[store.Position]bool
+		perKey   map[record.KadKey]int
+		perProv  map[peer.ID]int64
+		firstKey record.KadKey
+		firstP   peer.ID
+	)
+	for i, r := range recs {
+		kks[i] = record.KadKeyOf(r.Key)
+		ks, err := t.keyState(&kks[i])
+		if err != nil {
+			return err
+		}
+		if ks.find(r.Provider) >= 0 {
+			continue
+		}
+		if len(recs) > 1 {
+			if seen == nil {
+				seen = make(map[store.Position]bool)
+				perKey = make(map[record.KadKey]int)
+				perProv = make(map[peer.ID]int64)
+			}
+			pos := store.Position{Key: kks[i], Provider: r.Provider}
+			if seen[pos] {
+				continue
+			}
+			seen[pos] = true
+			perKey[kks[i]]++
+			perProv[r.Provider]++
+		}
+		if added == 0 {
+			firstKey, firstP = kks[i], r.Provider
+		}
+		added++
+	}
+	if added > 0 {
+		if perKey == nil { // one new record
+			perKey = map[record.KadKey]int{firstKey: 1}
+			perProv = map[peer.ID]int64{firstP: 1}
+		}
+		if limit := limits.MaxProvidersPerKey; limit > 0 {
+			for k, n := range perKey {
+				if have := len(t.keys[k].provs); have+n > limit {
+					return fmt.Errorf("%w: key %.16s has %d, %d new, limit %d", store.ErrTooManyProviders, k, have, n, limit)
+				}
+			}
+		}
+		if limit := limits.MaxRecordsPerProvider; limit > 0 && t.s.perProvider {
+			for p, n := range perProv {
+				c, err := t.provCount([]byte(p))
+				if err != nil {
+					return err
+				}
+				if c.cur+n > limit {
+					return fmt.Errorf("%w: %s has %d, %d new, limit %d", store.ErrProviderFull, p, c.cur, n, limit)
+				}
+			}
+		}
+		if limit := limits.MaxRecords; limit > 0 && t.nProv+t.nVal+added > limit {
+			return fmt.Errorf("%w: %d records stored, %d new, limit %d", store.ErrStoreFull, t.nProv+t.nVal, added, limit)
+		}
+	}
+	for i, r := range recs {
+		t.putProvider(&kks[i], r)
+	}
+	return nil
+}
+
+// RemoveProvider removes the record of provider p for key, if any.
+func (s *Store) RemoveProvider(ctx context.Context, key []byte, p peer.ID) error {
+	if err := s.acquireWrite(ctx); err != nil {
+		return err
+	}
+	defer s.release()
+	if err := s.limits.CheckKey(key); err != nil {
+		return err
+	}
+	if err := store.CheckPeer(p); err != nil {
+		return err
+	}
+	k := record.KadKeyOf(key)
+	return s.write(func(t *txn) error {
+		ks, err := t.keyState(&k)
+		if err != nil {
+			return err
+		}
+		i := ks.find(p)
+		if i < 0 {
+			return nil
+		}
+		return t.deleteProvider(&k, ks.provs[i])
+	})
+}
+
+// PutValue stores r, replacing any record with the same key.
+func (s *Store) PutValue(ctx context.Context, r store.ValueRecord) error {
+	if err := s.acquireWrite(ctx); err != nil {
+		return err
+	}
+	defer s.release()
+	if err := s.limits.CheckValue(r, s.now()); err != nil {
+		return err
+	}
+	k := record.KadKeyOf(r.Key)
+	return s.write(func(t *txn) error {
+		old, found, err := t.valueState(&k)
+		if err != nil {
+			return err
+		}
+		ms := r.Expires.UnixMilli()
+		if !found {
+			if limit := s.limits.MaxRecords; limit > 0 && t.nProv+t.nVal+1 > limit {
+				return fmt.Errorf("%w: %d records stored, 1 new, limit %d", store.ErrStoreFull, t.nProv+t.nVal, limit)
+			}
+			t.nVal++
+		} else if old.ok && old.exp != ms {
+			t.kbuf = expiryKey(t.kbuf[:0], old.exp, kindValue, &k, "")
+			t.b.Delete(t.kbuf, nil)
+		} else if !old.ok {
+			t.orphan(kindValue, &k, nil)
+		}
+		t.kbuf = valueKey(t.kbuf[:0], &k)
+		t.vbuf = appendValueValue(t.vbuf[:0], r)
+		t.b.Set(t.kbuf, t.vbuf, nil)
+		t.kbuf = expiryKey(t.kbuf[:0], ms, kindValue, &k, "")
+		t.b.Set(t.kbuf, nil, nil)
+		return nil
+	})
+}
+
+// DeleteValue removes the record with the key, if any.
+func (s *Store) DeleteValue(ctx context.Context, key []byte) error {
+	if err := s.acquireWrite(ctx); err != nil {
+		return err
+	}
+	defer s.release()
+	if err := s.limits.CheckKey(key); err != nil {
+		return err
+	}
+	k := record.KadKeyOf(key)
+	return s.write(func(t *txn) error {
+		old, found, err := t.valueState(&k)
+		if err != nil || !found {
+			return err
+		}
+		t.kbuf = valueKey(t.kbuf[:0], &k)
+		t.b.Delete(t.kbuf, nil)
+		if old.ok {
+			t.kbuf = expiryKey(t.kbuf[:0], old.exp, kindValue, &k, "")
+			t.b.Delete(t.kbuf, nil)
+		} else {
+			t.orphan(kindValue, &k, nil)
+		}
+		t.nVal--
+		return nil
+	})
+}
+
+// valueState reads the stored value record of k: its expiry and whether it
+// is intact.
+func (t *txn) valueState(k *record.KadKey) (provState, bool, error) {
+	t.kbuf = valueKey(t.kbuf[:0], k)
+	v, closer, err := t.s.db.Get(t.kbuf)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return provState{}, false, nil
+	}
+	if err != nil {
+		return provState{}, false, fmt.Errorf("pebblestore: %w", err)
+	}
+	defer closer.Close()
+	var st provState
+	st.exp, st.ok = verifyValue(v)
+	return st, true, nil
+}
+
+// write runs f on a new txn under s.wmu and commits what it wrote, unless f
+// fails.
+func (s *Store) write(f func(t *txn) error) error {
+	s.wmu.Lock()
+	t := s.newTxn()
+	err := f(t)
+	var wait func() error
+	if err == nil {
+		wait, err = t.commit()
+	}
+	s.wmu.Unlock()
+	if err == nil && wait != nil {
+		err = wait()
+	}
+	t.close()
+	return err
+}
