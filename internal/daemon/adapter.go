@@ -1,0 +1,66 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/kadstore/kadstore/internal/api"
+	"github.com/kadstore/kadstore/kad"
+)
+
+// nodeAdapter presents a kad.Node as the API's Node.
+type nodeAdapter struct{ n *kad.Node }
+
+var _ api.Node = nodeAdapter{}
+
+func (a nodeAdapter) ID() peer.ID           { return a.n.Self() }
+func (a nodeAdapter) Addrs() []ma.Multiaddr { return a.n.Host().Addrs() }
+func (a nodeAdapter) RoutingTableSize() int { return a.n.RoutingTable().Size() }
+func (a nodeAdapter) FindPeer(ctx context.Context, id peer.ID) (peer.AddrInfo, error) {
+	return a.n.FindPeer(ctx, id)
+}
+func (a nodeAdapter) GetValue(ctx context.Context, key string) ([]byte, error) {
+	return a.n.GetValue(ctx, key)
+}
+func (a nodeAdapter) PutValue(ctx context.Context, key string, value []byte) error {
+	return a.n.PutValue(ctx, key, value)
+}
+func (a nodeAdapter) GetClosestPeers(ctx context.Context, key []byte) ([]peer.ID, error) {
+	return a.n.GetClosestPeers(ctx, key)
+}
+
+// Provide stores the record locally, then announces it to the closest peers
+// and counts those that took it. With no peers the record is still stored.
+func (a nodeAdapter) Provide(ctx context.Context, key []byte) (int, error) {
+	if err := a.n.ProvideKey(ctx, key, false); err != nil {
+		return 0, err
+	}
+	peers, err := a.n.GetClosestPeers(ctx, key)
+	if len(peers) == 0 {
+		if err == nil || errors.Is(err, kad.ErrNoPeers) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	var reached atomic.Int64
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Go(func() {
+			if a.n.SendAddProviders(ctx, p, key) == nil {
+				reached.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return int(reached.Load()), nil
+}
+
+func (a nodeAdapter) FindProviders(ctx context.Context, key []byte, count int) <-chan peer.AddrInfo {
+	return a.n.FindProvidersAsync(ctx, cid.NewCidV1(cid.Raw, key), count)
+}

@@ -1,0 +1,373 @@
+// Package daemon assembles a running kadstore node: the data directory (its
+// lock, the persistent identity, the Pebble store), the go-libp2p host, the
+// Kademlia node, the background jobs and the HTTP API. `kadstore node` is a
+// thin command-line front for it, and tests start it in process.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/kadstore/kadstore/internal/api"
+	"github.com/kadstore/kadstore/internal/identity"
+	"github.com/kadstore/kadstore/kad"
+	"github.com/kadstore/kadstore/kad/jobs"
+	"github.com/kadstore/kadstore/store"
+	"github.com/kadstore/kadstore/store/memstore"
+	"github.com/kadstore/kadstore/store/pebblestore"
+	"github.com/kadstore/kadstore/store/pgstore"
+)
+
+// Errors of Start.
+var (
+	// ErrLocked is returned when another process uses the data directory.
+	ErrLocked = errors.New("daemon: data directory in use")
+	// ErrConfig is returned for an invalid configuration.
+	ErrConfig = errors.New("daemon: bad configuration")
+)
+
+// DefaultBootstrap are the public Amino DHT bootstrap peers (the list
+// go-libp2p-kad-dht and Kubo ship).
+var DefaultBootstrap = []string{
+	"/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
+	"/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa",
+	"/dnsaddr/bootstrap.libp2p.io/p2p/QmbLHAnMoJPWSCR5Zhtx6BHJX9KiKNN6tpvbUcqanj75Nb",
+	"/dnsaddr/bootstrap.libp2p.io/p2p/QmcZf59bWwK5XFi76CZX8cbJ4BhTzzA3gU1ZjYZcYW3dwt",
+	"/ip4/104.131.131.82/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ",
+}
+
+// DefaultListen are the listen addresses of a node: TCP and QUIC on 4001.
+var DefaultListen = []string{
+	"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1",
+	"/ip6/::/tcp/4001", "/ip6/::/udp/4001/quic-v1",
+}
+
+// Config configures a daemon. Zero fields take their defaults.
+type Config struct {
+	// DataDir holds the identity, the Pebble store and job state.
+	// Default ./kadstore-data.
+	DataDir string
+	// Store is "pebble" (default: DataDir/store), "memory", or a
+	// postgres:// DSN.
+	Store string
+	// Listen addresses; default DefaultListen.
+	Listen []string
+	// Bootstrap peers; nil means DefaultBootstrap, an empty non-nil slice none.
+	Bootstrap []string
+	// Mode is "server", "client" or "auto" (default).
+	Mode string
+	// ProtocolPrefix; default /ipfs (protocol /ipfs/kad/1.0.0).
+	ProtocolPrefix string
+	// API is the HTTP API's listen address; default 127.0.0.1:5080. "off"
+	// disables it.
+	API string
+	// APIToken, if set, guards mutating API calls.
+	APIToken string
+	// NoJobs disables the background jobs (expiry, reprovide, replication,
+	// republish).
+	NoJobs bool
+	// ReprovideInterval etc. override the jobs' intervals when positive.
+	ReprovideInterval, ReplicateInterval, RepublishInterval, ExpireInterval time.Duration
+	// KadOptions are passed to kad.New after the daemon's own.
+	KadOptions []kad.Option
+	Logger     *slog.Logger
+}
+
+// Daemon is a running node.
+type Daemon struct {
+	cfg      Config
+	log      *slog.Logger
+	lock     *os.File
+	Store    store.Store
+	Host     host.Host
+	Node     *kad.Node
+	Registry *prometheus.Registry
+	apiLn    net.Listener
+	apiSrv   *http.Server
+
+	expirer    *jobs.Expirer
+	reprovider *jobs.Reprovider
+	replicator *jobs.Replicator
+	republish  *jobs.Replicator
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+// Start opens the data directory and starts the node. On error everything
+// already opened is closed again.
+func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = "./kadstore-data"
+	}
+	if cfg.Listen == nil {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.Bootstrap == nil {
+		cfg.Bootstrap = DefaultBootstrap
+	}
+	if cfg.API == "" {
+		cfg.API = "127.0.0.1:5080"
+	}
+	if cfg.ProtocolPrefix == "" {
+		cfg.ProtocolPrefix = "/ipfs"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	mode, err := parseMode(cfg.Mode)
+	if err != nil {
+		return nil, err
+	}
+	bootstrap, err := parsePeers(cfg.Bootstrap)
+	if err != nil {
+		return nil, err
+	}
+
+	d = &Daemon{cfg: cfg, log: cfg.Logger, Registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			d.Close()
+			d = nil
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return d, err
+	}
+	if d.lock, err = lockDir(cfg.DataDir); err != nil {
+		return d, err
+	}
+	key, created, err := identity.LoadOrCreate(filepath.Join(cfg.DataDir, identity.FileName))
+	if err != nil {
+		return d, err
+	}
+	if d.Store, err = openStore(ctx, cfg, d.log); err != nil {
+		return d, err
+	}
+	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	d.Host, err = libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.Listen...))
+	if err != nil {
+		return d, fmt.Errorf("daemon: libp2p host: %w", err)
+	}
+	opts := []kad.Option{
+		kad.Mode(mode),
+		kad.ProtocolPrefix(protocol.ID(cfg.ProtocolPrefix)),
+		kad.Registerer(d.Registry),
+		kad.Logger(d.log),
+		kad.BootstrapPeers(bootstrap...),
+	}
+	d.Node, err = kad.New(d.Host, d.Store, append(opts, cfg.KadOptions...)...)
+	if err != nil {
+		return d, err
+	}
+	if created {
+		d.log.Info("created a new identity", "peer", d.Host.ID())
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	if !cfg.NoJobs {
+		d.startJobs(runCtx)
+	}
+	if cfg.API != "off" {
+		if err := d.startAPI(); err != nil {
+			return d, err
+		}
+	}
+	d.wg.Go(func() {
+		if len(bootstrap) == 0 {
+			return
+		}
+		if err := d.Node.Bootstrap(runCtx); err != nil && runCtx.Err() == nil {
+			d.log.Warn("bootstrap failed; the node keeps serving and retries at the next refresh", "err", err)
+		}
+	})
+	return d, nil
+}
+
+func parseMode(s string) (kad.ModeOpt, error) {
+	switch s {
+	case "", "auto":
+		return kad.ModeAuto, nil
+	case "server":
+		return kad.ModeServer, nil
+	case "client":
+		return kad.ModeClient, nil
+	}
+	return 0, fmt.Errorf("%w: mode %q: want server, client or auto", ErrConfig, s)
+}
+
+func parsePeers(addrs []string) ([]peer.AddrInfo, error) {
+	var out []peer.AddrInfo
+	for _, s := range addrs {
+		if s == "none" {
+			continue
+		}
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: bootstrap %q: %v", ErrConfig, s, err)
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("%w: bootstrap %q: %v", ErrConfig, s, err)
+		}
+		out = append(out, *ai)
+	}
+	return out, nil
+}
+
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, error) {
+	sopts := store.Options{Logger: log}
+	switch {
+	case cfg.Store == "" || cfg.Store == "pebble":
+		s, err := pebblestore.Open(filepath.Join(cfg.DataDir, "store"), pebblestore.Options{Options: sopts})
+		if errors.Is(err, pebblestore.ErrLocked) {
+			return nil, fmt.Errorf("%w: %v", ErrLocked, err)
+		}
+		return s, err
+	case cfg.Store == "memory":
+		return memstore.New(sopts), nil
+	case strings.HasPrefix(cfg.Store, "postgres://") || strings.HasPrefix(cfg.Store, "postgresql://"):
+		return pgstore.Open(ctx, cfg.Store, pgstore.Options{Options: sopts})
+	}
+	return nil, fmt.Errorf("%w: store %q: want pebble, memory or postgres://…", ErrConfig, cfg.Store)
+}
+
+// lockDir takes an exclusive lock on the data directory, so that a second
+// process fails at once instead of waiting on the store.
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "kadstore.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(path)
+		f.Close()
+		holder := strings.TrimSpace(string(b))
+		if holder == "" {
+			holder = "unknown"
+		}
+		return nil, fmt.Errorf("%w: %s is used by another kadstore process (pid %s)", ErrLocked, dir, holder)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
+}
+
+func (d *Daemon) startJobs(ctx context.Context) {
+	expired := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "kadstore", Subsystem: "jobs", Name: "expired_records_total",
+		Help: "Records removed by the expiry job.",
+	})
+	d.Registry.MustRegister(expired)
+	state := &jobs.FileState{Path: filepath.Join(d.cfg.DataDir, "jobs.json")}
+	walk := func(interval time.Duration) jobs.WalkOptions {
+		return jobs.WalkOptions{Interval: interval, State: state, Logger: d.log}
+	}
+	d.expirer = jobs.NewExpirer(d.Store, jobs.ExpirerOptions{
+		Interval: d.cfg.ExpireInterval, Logger: d.log, OnExpired: func(n int) { expired.Add(float64(n)) },
+	})
+	d.reprovider = jobs.NewReprovider(d.Store, d.Node, walk(d.cfg.ReprovideInterval))
+	d.replicator = jobs.NewReplicator(d.Store, d.Node, jobs.ReplicatorOptions{WalkOptions: walk(d.cfg.ReplicateInterval)})
+	d.republish = jobs.NewReplicator(d.Store, d.Node, jobs.ReplicatorOptions{Own: true, WalkOptions: walk(d.cfg.RepublishInterval)})
+	d.wg.Go(func() { d.expirer.Run(ctx) })
+	d.wg.Go(func() { d.reprovider.Run(ctx) })
+	d.wg.Go(func() { d.replicator.Run(ctx) })
+	d.wg.Go(func() { d.republish.Run(ctx) })
+}
+
+// Jobs returns the progress of each background job.
+func (d *Daemon) Jobs() map[string]jobs.Progress {
+	if d.expirer == nil {
+		return nil
+	}
+	return map[string]jobs.Progress{
+		"expire":    d.expirer.Progress(),
+		"reprovide": d.reprovider.Progress(),
+		"replicate": d.replicator.Progress(),
+		"republish": d.republish.Progress(),
+	}
+}
+
+func (d *Daemon) startAPI() error {
+	ln, err := net.Listen("tcp", d.cfg.API)
+	if err != nil {
+		return fmt.Errorf("daemon: API listen on %s: %w", d.cfg.API, err)
+	}
+	d.apiLn = ln
+	h := api.New(api.Config{
+		Store: d.Store, Node: nodeAdapter{d.Node}, Token: d.cfg.APIToken,
+		Gatherer: d.Registry, Registerer: d.Registry, Logger: d.log,
+		Jobs: func() any { return d.Jobs() },
+	})
+	d.apiSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	d.wg.Go(func() {
+		if err := d.apiSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("API server stopped", "err", err)
+		}
+	})
+	return nil
+}
+
+// APIAddr is the address the API listens on, nil if it is off.
+func (d *Daemon) APIAddr() net.Addr {
+	if d.apiLn == nil {
+		return nil
+	}
+	return d.apiLn.Addr()
+}
+
+// Close stops accepting requests, lets in-flight API requests finish (up to
+// 10 s), stops the jobs and the node, and flushes and closes the store.
+func (d *Daemon) Close() error {
+	d.once.Do(func() {
+		var errs []error
+		if d.apiSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			errs = append(errs, d.apiSrv.Shutdown(ctx))
+			cancel()
+		}
+		if d.cancel != nil {
+			d.cancel()
+		}
+		if d.Node != nil {
+			errs = append(errs, d.Node.Close())
+		}
+		d.wg.Wait()
+		if d.Host != nil {
+			errs = append(errs, d.Host.Close())
+		}
+		if d.Store != nil {
+			errs = append(errs, d.Store.Close())
+		}
+		if d.lock != nil {
+			errs = append(errs, d.lock.Close())
+		}
+		d.err = errors.Join(errs...)
+	})
+	return d.err
+}
