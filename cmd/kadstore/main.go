@@ -33,7 +33,17 @@ type command struct {
 // commands lists the subcommands in the order `kadstore help` shows them.
 // Adding a subcommand is one line here and one file beside this one.
 var commands = []command{
+	nodeCommand,
+	testnetCommand,
+	provideCommand,
+	findProvidersCommand,
+	statsCommand,
+	lsCommand,
+	getCommand,
+	exportCommand,
+	importCommand,
 	benchCommand,
+	versionCommand,
 }
 
 // errUsage reports a command line that could not be parsed; it exits with
@@ -81,7 +91,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-15s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, `Run "kadstore <command> -h" for a command's flags.`)

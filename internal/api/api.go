@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipfs/boxo/ipns"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -97,6 +98,7 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("GET /v1/id", a.id)
 	mux.HandleFunc("GET /v1/stats", a.stats)
 	mux.HandleFunc("GET /v1/scan", a.scan)
+	mux.HandleFunc("GET /v1/records", a.records)
 	mux.Handle("POST /v1/provide", a.mutating(http.HandlerFunc(a.provide)))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	routing := newRoutingHandler(&router{api: a}, cfg)
@@ -247,6 +249,71 @@ func (a *api) scan(w http.ResponseWriter, r *http.Request) {
 	}
 	if page.Next != nil {
 		resp.Next = EncodeCursor(page.Next)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// RecordsResponse is the answer of GET /v1/records?key=K: what the local
+// store holds for K, a CID (its providers) or a value key such as /ipns/….
+type RecordsResponse struct {
+	Providers []ndjson.Line `json:"providers,omitempty"`
+	Value     *ndjson.Line  `json:"value,omitempty"`
+}
+
+// ParseKey turns the text form of a record key into the store's key: a CID
+// names its multihash (provider records); a key that starts with "/" is a
+// value record key (/pk/…, /ipns/…), where an /ipns/ name may be written as
+// its CID or peer ID form.
+func ParseKey(s string) (key []byte, isValue bool, err error) {
+	if strings.HasPrefix(s, "/ipns/") {
+		name, err := ipns.NameFromString(s)
+		if err != nil {
+			return nil, true, fmt.Errorf("bad IPNS name %q: %w", s, err)
+		}
+		return name.RoutingKey(), true, nil
+	}
+	if strings.HasPrefix(s, "/") {
+		return []byte(s), true, nil
+	}
+	c, err := cid.Decode(s)
+	if err != nil {
+		return nil, false, fmt.Errorf("bad key %q: not a CID, nor a /-prefixed value key: %w", s, err)
+	}
+	return c.Hash(), false, nil
+}
+
+func (a *api) records(w http.ResponseWriter, r *http.Request) {
+	key, isValue, err := ParseKey(r.URL.Query().Get("key"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "key: %v", err)
+		return
+	}
+	var resp RecordsResponse
+	if isValue {
+		v, err := a.cfg.Store.GetValue(r.Context(), key)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			writeError(w, http.StatusNotFound, "no value record for this key")
+			return
+		case err != nil:
+			writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+			return
+		}
+		l := ndjson.FromValue(v)
+		resp.Value = &l
+	} else {
+		provs, err := a.cfg.Store.Providers(r.Context(), key, 0)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+			return
+		}
+		for _, p := range provs {
+			resp.Providers = append(resp.Providers, ndjson.FromProvider(p))
+		}
+		if len(resp.Providers) == 0 {
+			writeError(w, http.StatusNotFound, "no provider records for this key")
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/kadstore/kadstore/internal/daemon"
+)
+
+var nodeCommand = command{
+	name:    "node",
+	summary: "run a DHT node on a data directory (Pebble store), with the HTTP API",
+	run:     runNode,
+}
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
+
+func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("node", "node [flags]", stderr)
+	var cfg daemon.Config
+	var listen, bootstrap multiFlag
+	fs.StringVar(&cfg.DataDir, "data", "./kadstore-data", "data directory: identity key, Pebble store, job state")
+	fs.StringVar(&cfg.Store, "store", "pebble", "record store: pebble (in --data), memory, or a postgres://… DSN")
+	fs.Var(&listen, "listen", "listen multiaddr (repeatable; default TCP and QUIC on port 4001, all interfaces)")
+	fs.Var(&bootstrap, "bootstrap", `bootstrap peer multiaddr with /p2p (repeatable; default the public Amino DHT peers; "none" for an isolated node)`)
+	fs.StringVar(&cfg.Mode, "mode", "auto", "DHT mode: server, client or auto (server while publicly reachable)")
+	fs.StringVar(&cfg.ProtocolPrefix, "protocol-prefix", "/ipfs", "protocol prefix (/ipfs gives /ipfs/kad/1.0.0)")
+	fs.StringVar(&cfg.API, "api", "127.0.0.1:5080", `HTTP API address ("off" to disable)`)
+	fs.StringVar(&cfg.APIToken, "api-token", os.Getenv("KADSTORE_API_TOKEN"), "bearer token required by mutating API calls (default $KADSTORE_API_TOKEN)")
+	fs.BoolVar(&cfg.NoJobs, "no-jobs", false, "disable background jobs (expiry, reprovide, replication, republish)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if len(listen) > 0 {
+		cfg.Listen = listen
+	}
+	if len(bootstrap) > 0 {
+		cfg.Bootstrap = bootstrap
+	}
+	logger, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return errUsage
+	}
+	cfg.Logger = logger
+
+	d, err := daemon.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "peer ID: %s\n", d.Host.ID())
+	for _, a := range d.Host.Addrs() {
+		fmt.Fprintf(stdout, "listening on %s/p2p/%s\n", a, d.Host.ID())
+	}
+	if a := d.APIAddr(); a != nil {
+		fmt.Fprintf(stdout, "API on http://%s\n", a)
+	}
+	logger.Info("node started", "peer", d.Host.ID(), "data", cfg.DataDir, "store", cfg.Store, "mode", cfg.Mode)
+
+	<-ctx.Done()
+	// A second signal while shutting down exits at once.
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-again
+		fmt.Fprintln(stderr, "kadstore node: second signal, exiting now")
+		os.Exit(1)
+	}()
+	logger.Info("shutting down")
+	if err := d.Close(); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("stopped cleanly")
+	return nil
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
