@@ -28,8 +28,14 @@ func (a nodeAdapter) FindPeer(ctx context.Context, id peer.ID) (peer.AddrInfo, e
 func (a nodeAdapter) GetValue(ctx context.Context, key string) ([]byte, error) {
 	return a.n.GetValue(ctx, key)
 }
+// PutValue stores and publishes a value record. With no peers reachable the
+// record is still stored as the node's own, and the republish job sends it
+// out later, so that is success here.
 func (a nodeAdapter) PutValue(ctx context.Context, key string, value []byte) error {
-	return a.n.PutValue(ctx, key, value)
+	if err := a.n.PutValue(ctx, key, value); err != nil && !errors.Is(err, kad.ErrNoPeers) {
+		return err
+	}
+	return nil
 }
 func (a nodeAdapter) GetClosestPeers(ctx context.Context, key []byte) ([]peer.ID, error) {
 	return a.n.GetClosestPeers(ctx, key)
