@@ -28,6 +28,7 @@ func (a nodeAdapter) FindPeer(ctx context.Context, id peer.ID) (peer.AddrInfo, e
 func (a nodeAdapter) GetValue(ctx context.Context, key string) ([]byte, error) {
 	return a.n.GetValue(ctx, key)
 }
+
 // PutValue stores and publishes a value record. With no peers reachable the
 // record is still stored as the node's own, and the republish job sends it
 // out later, so that is success here.
