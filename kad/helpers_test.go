@@ -13,8 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kadstore/kadstore/kad"
 	"github.com/kadstore/kadstore/store"
@@ -48,7 +48,7 @@ func newHost(t testing.TB, opts ...libp2p.Option) host.Host {
 func testOpts(extra ...kad.Option) []kad.Option {
 	return append([]kad.Option{
 		kad.Mode(kad.ModeServer),
-		kad.PeerTimeout(5 * time.Second),
+		kad.PeerTimeout(30 * time.Second),
 		kad.RefreshInterval(0),
 	}, extra...)
 }

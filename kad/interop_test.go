@@ -40,7 +40,7 @@ func TestInterop(t *testing.T) {
 	})
 
 	t.Run("GetClosestPeersAgree", func(t *testing.T) {
-		ctx := ctxTimeout(t, 30*time.Second)
+		ctx := ctxTimeout(t, 60*time.Second)
 		key := []byte("closest-peers-key")
 		fromKad, err := k0.GetClosestPeers(ctx, key)
 		if err != nil {
@@ -70,7 +70,7 @@ func TestInterop(t *testing.T) {
 	})
 
 	t.Run("GoProvideServedByKad", func(t *testing.T) {
-		ctx := ctxTimeout(t, 30*time.Second)
+		ctx := ctxTimeout(t, 60*time.Second)
 		c := testCID(t, "go-provides")
 		if err := g0.Provide(ctx, c, true); err != nil {
 			t.Fatal(err)
@@ -90,7 +90,7 @@ func TestInterop(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, k := range holders {
-			waitUntil(t, 10*time.Second, "kadstore node to store the go node's record", func() bool {
+			waitUntil(t, 30*time.Second, "kadstore node to store the go node's record", func() bool {
 				recs, err := k.st.Providers(ctx, c.Hash(), 0)
 				return err == nil && len(recs) == 1 && recs[0].Provider == g0.Host().ID() && len(recs[0].Addrs) > 0
 			})
@@ -106,14 +106,14 @@ func TestInterop(t *testing.T) {
 	})
 
 	t.Run("KadProvideFoundByGo", func(t *testing.T) {
-		ctx := ctxTimeout(t, 30*time.Second)
+		ctx := ctxTimeout(t, 60*time.Second)
 		c := testCID(t, "kad-provides")
 		if err := k0.Provide(ctx, c, true); err != nil {
 			t.Fatal(err)
 		}
 		// ADD_PROVIDER is not answered: wait until one closest go node holds it.
 		closest := tn.closestTruth(c.Hash(), k0.h.ID(), 20)
-		waitUntil(t, 10*time.Second, "a go node to store the record", func() bool {
+		waitUntil(t, 30*time.Second, "a go node to store the record", func() bool {
 			for _, d := range tn.gos {
 				if !slices.Contains(closest, d.Host().ID()) {
 					continue
@@ -134,7 +134,7 @@ func TestInterop(t *testing.T) {
 	})
 
 	t.Run("PublicKeyRecords", func(t *testing.T) {
-		ctx := ctxTimeout(t, 30*time.Second)
+		ctx := ctxTimeout(t, 60*time.Second)
 		// kadstore puts, go gets.
 		key, val := pkRecord(t)
 		if err := k0.PutValue(ctx, key, val); err != nil {
@@ -156,7 +156,7 @@ func TestInterop(t *testing.T) {
 	})
 
 	t.Run("IPNSRecords", func(t *testing.T) {
-		ctx := ctxTimeout(t, 30*time.Second)
+		ctx := ctxTimeout(t, 60*time.Second)
 		sk, key := ipnsKey(t)
 		v1 := ipnsRecord(t, sk, 1)
 		if err := k0.PutValue(ctx, key, v1); err != nil {
@@ -182,7 +182,7 @@ func TestInterop(t *testing.T) {
 	})
 
 	t.Run("InvalidIPNSRefused", func(t *testing.T) {
-		ctx := ctxTimeout(t, 30*time.Second)
+		ctx := ctxTimeout(t, 60*time.Second)
 		sk, key := ipnsKey(t)
 		bad := corruptSignature(t, ipnsRecord(t, sk, 1))
 		msgr, err := dhtpb.NewProtocolMessenger(g0.MessageSender())
@@ -209,7 +209,7 @@ func TestInterop(t *testing.T) {
 	})
 
 	t.Run("ForeignProviderNotStored", func(t *testing.T) {
-		ctx := ctxTimeout(t, 30*time.Second)
+		ctx := ctxTimeout(t, 60*time.Second)
 		msgr, err := dhtpb.NewProtocolMessenger(g0.MessageSender())
 		if err != nil {
 			t.Fatal(err)
@@ -220,7 +220,7 @@ func TestInterop(t *testing.T) {
 		if err := msgr.PutProviderAddrs(ctx, k0.h.ID(), c.Hash(), peer.AddrInfo{ID: other.ID(), Addrs: other.Addrs()}); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, 5*time.Second, "the foreign record to be counted", func() bool {
+		waitUntil(t, 30*time.Second, "the foreign record to be counted", func() bool {
 			return metric(t, k0.reg, "kadstore_kad_records_rejected_total", map[string]string{"reason": "foreign_provider"}) == before+1
 		})
 		if recs, err := k0.st.Providers(ctx, c.Hash(), 0); err != nil || len(recs) != 0 {
@@ -301,4 +301,3 @@ func corruptSignature(t testing.TB, b []byte) []byte {
 	}
 	return out
 }
-

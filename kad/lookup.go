@@ -151,6 +151,7 @@ func (n *Node) maxCloserPerResponse() int { return 2 * n.cfg.bucketSize }
 func (n *Node) applyResult(ctx context.Context, c *candidate, closer []peer.AddrInfo, err error, add func(peer.ID)) {
 	if err != nil {
 		c.state = failed
+		n.log.Debug("lookup request failed", "peer", c.id, "err", err)
 		if ctx.Err() == nil {
 			n.rt.RemovePeer(c.id)
 		}

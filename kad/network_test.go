@@ -18,7 +18,7 @@ func TestKadNetwork(t *testing.T) {
 	ks := tn.kads
 
 	t.Run("GetClosestPeers", func(t *testing.T) {
-		ctx := ctxTimeout(t, 30*time.Second)
+		ctx := ctxTimeout(t, 60*time.Second)
 		key := []byte("closest-peers-key")
 		for _, k := range []*kadNode{ks[0], ks[17]} {
 			got, err := k.GetClosestPeers(ctx, key)
@@ -27,13 +27,24 @@ func TestKadNetwork(t *testing.T) {
 			}
 			want := tn.closestTruth(key, k.h.ID(), 20)
 			if !slices.Equal(got, want) {
-				t.Fatalf("from %s: got %d peers, want the 20 closest in order", k.h.ID(), len(got))
+				var missing, extra []peer.ID
+				for _, p := range want {
+					if !slices.Contains(got, p) {
+						missing = append(missing, p)
+					}
+				}
+				for _, p := range got {
+					if !slices.Contains(want, p) {
+						extra = append(extra, p)
+					}
+				}
+				t.Fatalf("from %s: got %d peers, want the 20 closest in order; missing %v, extra %v, same set %v, table %d", k.h.ID(), len(got), missing, extra, sameSet(got, want), len(k.RoutingPeers()))
 			}
 		}
 	})
 
 	t.Run("ProvideFindProviders", func(t *testing.T) {
-		ctx := ctxTimeout(t, 30*time.Second)
+		ctx := ctxTimeout(t, 60*time.Second)
 		c := testCID(t, "three providers")
 		providers := []peer.ID{ks[1].h.ID(), ks[2].h.ID(), ks[3].h.ID()}
 		for _, k := range ks[1:4] {
@@ -42,7 +53,7 @@ func TestKadNetwork(t *testing.T) {
 			}
 		}
 		closest := tn.closestTruth(c.Hash(), "", 20)
-		waitUntil(t, 10*time.Second, "the closest nodes to store all three records", func() bool {
+		waitUntil(t, 30*time.Second, "the closest nodes to store all three records", func() bool {
 			for _, k := range ks {
 				if !slices.Contains(closest, k.h.ID()) {
 					continue
@@ -83,7 +94,7 @@ func TestKadNetwork(t *testing.T) {
 	})
 
 	t.Run("Values", func(t *testing.T) {
-		ctx := ctxTimeout(t, 30*time.Second)
+		ctx := ctxTimeout(t, 60*time.Second)
 		key, val := pkRecord(t)
 		if err := ks[4].PutValue(ctx, key, val); err != nil {
 			t.Fatal(err)
@@ -101,7 +112,7 @@ func TestKadNetwork(t *testing.T) {
 	})
 
 	t.Run("IPNSCorrection", func(t *testing.T) {
-		ctx := ctxTimeout(t, 30*time.Second)
+		ctx := ctxTimeout(t, 60*time.Second)
 		sk, key := ipnsKey(t)
 		v1, v2 := ipnsRecord(t, sk, 1), ipnsRecord(t, sk, 2)
 		if err := ks[5].PutValue(ctx, key, v1); err != nil {
@@ -136,7 +147,7 @@ func TestKadNetwork(t *testing.T) {
 	})
 
 	t.Run("FindPeer", func(t *testing.T) {
-		ctx := ctxTimeout(t, 30*time.Second)
+		ctx := ctxTimeout(t, 60*time.Second)
 		target := ks[29]
 		ai, err := ks[9].FindPeer(ctx, target.h.ID())
 		if err != nil || ai.ID != target.h.ID() || len(ai.Addrs) == 0 {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 )
 
 // Bootstrap connects to the configured bootstrap peers (those that answer
@@ -36,7 +37,21 @@ func (n *Node) connectBootstrap(ctx context.Context) {
 			defer cancel()
 			if err := n.host.Connect(ctx, ai); err != nil {
 				n.log.Debug("bootstrap peer unreachable", "peer", ai.ID, "err", err)
+				return
 			}
+			// Connect waits for identify only on a new connection: wait on
+			// existing ones too, so the peer's protocols are known and it
+			// enters the routing table before the refresh starts.
+			if ids, ok := n.host.(interface{ IDService() identify.IDService }); ok {
+				for _, c := range n.host.Network().ConnsToPeer(ai.ID) {
+					select {
+					case <-ids.IDService().IdentifyWait(c):
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+			n.peerChanged(ai.ID)
 		})
 	}
 	wg.Wait()

@@ -175,6 +175,9 @@ type runner struct {
 	w     Workload
 	clock clock
 	res   Result
+	// peak is the largest VmHWM read before each reset, so work between
+	// phases (opening and closing stores) counts towards the peak too.
+	peak int64
 }
 
 // Run runs every phase on cfg.Backend and returns the figures.
@@ -238,10 +241,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: close: %w", err)
 	}
-	for _, p := range r.res.Phases {
-		r.res.PeakRSSBytes = max(r.res.PeakRSSBytes, p.PeakRSSBytes)
-	}
-	r.res.PeakRSSBytes = max(r.res.PeakRSSBytes, PeakRSS())
+	r.res.PeakRSSBytes = max(r.peak, PeakRSS())
 	return &r.res, nil
 }
 
@@ -259,6 +259,7 @@ func (r *runner) open(dir string) (store.Store, error) {
 // leftovers do not count against the next, resets the peak RSS, times fn and
 // records ops (fn's return) with the phase's peak RSS.
 func (r *runner) phase(name string, total int64, fn func() (int64, error)) (time.Duration, error) {
+	r.peak = max(r.peak, PeakRSS())
 	runtime.GC()
 	debug.FreeOSMemory()
 	ResetPeakRSS()

@@ -100,6 +100,7 @@ type harness struct {
 	lookups int64
 	self    peer.ID
 	res     result
+	peak    int64 // largest VmHWM read before each reset
 }
 
 // TestProviderManagerWorkload runs the `kadstore bench` workload against
@@ -138,10 +139,7 @@ func TestProviderManagerWorkload(t *testing.T) {
 	pm, dstore = h.restart(ctx, pm, dstore)
 	h.expire(ctx, pm, dstore)
 
-	for _, p := range h.res.Phases {
-		h.res.PeakRSSBytes = max(h.res.PeakRSSBytes, p.PeakRSSBytes)
-	}
-	h.res.PeakRSSBytes = max(h.res.PeakRSSBytes, bench.PeakRSS())
+	h.res.PeakRSSBytes = max(h.peak, bench.PeakRSS())
 
 	out, err := json.MarshalIndent(h.res, "", "  ")
 	if err != nil {
@@ -199,6 +197,7 @@ func closeAll(t *testing.T, pm *records.ProviderManager, dstore *pebbleds.Datast
 // phase times fn as a named phase, as internal/bench does for kadstore:
 // garbage collected first, peak RSS reset, wall time and peak recorded.
 func (h *harness) phase(name string, fn func() int64) time.Duration {
+	h.peak = max(h.peak, bench.PeakRSS())
 	runtime.GC()
 	debug.FreeOSMemory()
 	bench.ResetPeakRSS()

@@ -18,7 +18,7 @@ const (
 	tagExpiry = 'e' // e|expiry|kind|kadkey[|provider] -> nil
 	tagGuard  = 'g' // g|kind|kadkey[|provider] -> uvarint orphaned index entries
 	tagMeta   = 'm' // m|name -> metadata
-	tagPeer   = 'o' // o|uvarint(len)|provider|kadkey -> nil
+	tagPeer   = 'o' // o|uvarint(len)|provider|kadkey -> nil (indexed peers only)
 	tagProv   = 'p' // p|kadkey|provider -> provider record
 	tagValue  = 'v' // v|kadkey -> value record
 )
@@ -40,9 +40,11 @@ const (
 
 // Metadata keys.
 var (
-	metaVersion     = []byte{tagMeta, 'v'}       // layout version, one byte
-	metaCounts      = []byte{tagMeta, 'n'}       // provider and value record counts, 2×8 bytes
+	metaVersion     = []byte{tagMeta, 'v'}      // layout version, one byte
+	metaCounts      = []byte{tagMeta, 'n'}      // provider and value record counts, 2×8 bytes
 	metaPerProvider = []byte{tagMeta, 'c', 'p'} // present while c| counts are maintained
+	metaIndexed     = []byte{tagMeta, 'i'}      // m|i|provider: the provider's o| index is complete
+	metaIndexedAll  = []byte{tagMeta, 'a'}      // every provider's o| index is complete
 )
 
 // layoutVersion is written at creation and checked at Open.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/kadstore/kadstore/store"
 )
@@ -49,6 +50,25 @@ type Options struct {
 	// would cap the write rate at the disk's fsync rate.
 	Sync bool
 
+	// IndexedPeers are the providers whose records are also indexed by peer,
+	// so that a provider scan restricted to one of them (ScanOptions.Peer)
+	// reads only that peer's records. Give it the node's own peer ID: the
+	// reprovider walks the node's own records that way, in a store that
+	// holds millions of records of other peers. A scan restricted to a peer
+	// not listed reads the whole range and filters it by provider (without
+	// decoding the others). Default none.
+	//
+	// The index costs a key (about 40 bytes on disk) and a write per indexed
+	// record, which is why it is not kept for every provider. When a peer is
+	// added to the list, Open builds its index in one pass over the provider
+	// records; when one is removed, Open drops its index.
+	IndexedPeers []peer.ID
+
+	// IndexAllPeers indexes every provider's records by peer, as if every
+	// provider were in IndexedPeers: for a store shared by several node
+	// identities, or any use that scans many peers' records. Default false.
+	IndexAllPeers bool
+
 	// ReadOnly opens the store for reading only, for tools that inspect a
 	// data directory: writes and Expire return ErrReadOnly, and nothing is
 	// written to the directory. The directory lock is still taken, so a
@@ -83,6 +103,12 @@ func (o *Options) pebbleOptions(lock *pebble.Lock) *pebble.Options {
 	// missing key rarely reads a data block.
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	// Pebble moves the values of all but the first key of a prefix to value
+	// blocks, assuming they are older MVCC versions. The providers of one
+	// key are not versions: Providers reads them all, so keep them in place.
+	po.Experimental.SpanPolicyFunc = func([]byte) (pebble.SpanPolicy, []byte, error) {
+		return pebble.SpanPolicy{DisableValueSeparationBySuffix: true}, nil, nil
 	}
 	po.EnsureDefaults()
 	return po

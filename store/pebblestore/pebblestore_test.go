@@ -37,6 +37,21 @@ func TestConformance(t *testing.T) {
 	storetest.RunPersistent(t, openTest)
 }
 
+// With every peer indexed, scans restricted to a peer take the peer index
+// instead of filtering: the suite checks that path too.
+func TestConformanceIndexAllPeers(t *testing.T) {
+	storetest.RunPersistent(t, func(t testing.TB, dir string, opts store.Options) store.Store {
+		t.Helper()
+		o := testOptions(opts)
+		o.IndexAllPeers = true
+		s, err := pebblestore.Open(dir, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
 // fixture is one test's store in its own directory, with a fake clock.
 type fixture struct {
 	t     *testing.T
@@ -647,4 +662,105 @@ func TestCloseWhileBusy(t *testing.T) {
 	if err := f.s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
+}
+
+// The peer index of IndexedPeers is built when a peer is added, dropped when
+// it is removed, kept by writes and Expire, and serves paged scans of the
+// peer in every region.
+func TestPeerIndexRebuilt(t *testing.T) {
+	f := newFixture(t, store.Limits{})
+	p, other := storetest.RandomPeer(f.rng), storetest.RandomPeer(f.rng)
+	var mine []store.ProviderRecord
+	for i := range 40 {
+		ttl := 3 * time.Hour
+		if i%4 == 0 {
+			ttl = time.Hour
+		}
+		r := f.provider(storetest.RandomKey(f.rng), p, ttl)
+		mine = append(mine, r)
+		f.add(r, f.provider(r.Key, other, 3*time.Hour), f.provider(storetest.RandomKey(f.rng), other, 3*time.Hour))
+	}
+	wantPeerScan := func(want []store.ProviderRecord) {
+		t.Helper()
+		for _, bits := range []int{0, 1, 3} {
+			var got []store.ProviderRecord
+			for region := (record.Region{Bits: bits}); ; {
+				recs, _ := f.scanAll(store.ScanOptions{Peer: p, Region: region, Limit: 3})
+				got = append(got, recs...)
+				next, ok := region.Next()
+				if !ok || bits == 0 {
+					break
+				}
+				region = next
+			}
+			want = slices.Clone(want)
+			slices.SortFunc(want, func(a, b store.ProviderRecord) int {
+				ka, kb := record.KadKeyOf(a.Key), record.KadKeyOf(b.Key)
+				return bytes.Compare(ka[:], kb[:])
+			})
+			if !slices.EqualFunc(got, want, store.ProviderRecord.Equal) {
+				t.Errorf("scan of p in regions of %d bits: %d records, want %d", bits, len(got), len(want))
+			}
+		}
+	}
+	if n := pebblestore.KeysIn(f.s, 'o'); n != 0 {
+		t.Errorf("%d peer index entries with no peer indexed", n)
+	}
+	reopen := func(mod func(*pebblestore.Options)) {
+		t.Helper()
+		if err := f.s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		o := testOptions(f.opts)
+		mod(&o)
+		s, err := pebblestore.Open(f.dir, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		f.s = s
+	}
+	reopen(func(o *pebblestore.Options) { o.IndexedPeers = []peer.ID{p} })
+	if n := pebblestore.KeysIn(f.s, 'o'); n != int64(len(mine)) {
+		t.Errorf("%d peer index entries after building p's, want %d", n, len(mine))
+	}
+	wantPeerScan(mine)
+	// Writes and Expire keep the index.
+	extra := f.provider(storetest.RandomKey(f.rng), p, 3*time.Hour)
+	f.add(extra)
+	if err := f.s.RemoveProvider(f.ctx, mine[1].Key, p); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(2 * time.Hour)
+	f.wantExpire(10)
+	var live []store.ProviderRecord
+	for i, r := range mine {
+		if i%4 != 0 && i != 1 {
+			live = append(live, r)
+		}
+	}
+	live = append(live, extra)
+	if n := pebblestore.KeysIn(f.s, 'o'); n != int64(len(live)) {
+		t.Errorf("%d peer index entries, want %d", n, len(live))
+	}
+	wantPeerScan(live)
+
+	reopen(func(o *pebblestore.Options) {})
+	if n := pebblestore.KeysIn(f.s, 'o'); n != 0 {
+		t.Errorf("%d peer index entries after p was removed from IndexedPeers", n)
+	}
+	wantPeerScan(live) // by filtering
+	reopen(func(o *pebblestore.Options) { o.IndexAllPeers = true })
+	st, err := f.s.Stats(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := pebblestore.KeysIn(f.s, 'o'); n != st.ProviderRecords {
+		t.Errorf("%d peer index entries with every peer indexed, want %d", n, st.ProviderRecords)
+	}
+	reopen(func(o *pebblestore.Options) { o.IndexedPeers = []peer.ID{p} })
+	if n := pebblestore.KeysIn(f.s, 'o'); n != int64(len(live)) {
+		t.Errorf("%d peer index entries after going back to p only, want %d", n, len(live))
+	}
+	wantPeerScan(live)
 }

@@ -23,6 +23,11 @@ import (
 // Limit and a non-nil Next.
 const scanSkipBudget = 4096
 
+// filterBudget bounds how many records of other providers one page of a
+// scan restricted to a peer without a peer index steps over. They are told
+// apart by their keys, without decoding, so the budget is larger.
+const filterBudget = 1 << 16
+
 // ctxCheckEvery is how many entries a loop handles between checks of its
 // context.
 const ctxCheckEvery = 1024
@@ -72,14 +77,15 @@ func (s *Store) Providers(ctx context.Context, key []byte, limit int) ([]store.P
 	}
 	now := s.now()
 	k := record.KadKeyOf(key)
-	it, err := s.db.NewIterWithContext(ctx, nil)
+	// Many lookups are for keys nobody provides: the bloom filters of L6,
+	// where most records live, answer those without a data block.
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{UseL6Filters: true})
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: %w", err)
 	}
 	defer it.Close()
 	var kbuf [provPrefixLen]byte
 	out := []store.ProviderRecord{}
-	var scratch []byte
 	for valid := it.SeekPrefixGE(provPrefix(kbuf[:0], &k)); valid && (limit <= 0 || len(out) < limit); valid = it.Next() {
 		_, p, ok := parseProvKey(it.Key())
 		if !ok {
@@ -89,8 +95,7 @@ func (s *Store) Providers(ctx context.Context, key []byte, limit int) ([]store.P
 		if err != nil {
 			return nil, fmt.Errorf("pebblestore: %w", err)
 		}
-		var r store.ProviderRecord
-		r, scratch, err = decodeProvider(scratch, p, v)
+		r, err := decodeProviderFast(s.addrs, p, v)
 		if err != nil {
 			s.corrupt(store.Providers, it.Key(), err)
 			continue
@@ -112,11 +117,11 @@ func (s *Store) corrupt(kind store.Kind, key []byte, err error) {
 
 // Scan returns one page of live records in keyspace order, after opts.After.
 //
-// A scan without Peer walks one key range of p| or v|. A provider scan with
-// Peer walks that provider's range of the peer index (o|), which is in
-// Kademlia key order too, and reads each record with a seek that only moves
-// forward; so it costs what the peer has, not what the store has. A value
-// scan with Peer filters the v| range by publisher: value records are few.
+// A scan walks one key range of p| or v|. A provider scan restricted to an
+// indexed peer (Options.IndexedPeers) walks that peer's range of the peer
+// index (o|) instead, which is in Kademlia key order too, and reads each
+// record with a seek that only moves forward: it costs what the peer has,
+// not what the store has. Other peer-restricted scans filter the range.
 func (s *Store) Scan(ctx context.Context, opts store.ScanOptions) (store.Page, error) {
 	if err := s.acquire(ctx); err != nil {
 		return store.Page{}, err
@@ -128,7 +133,7 @@ func (s *Store) Scan(ctx context.Context, opts store.ScanOptions) (store.Page, e
 	}
 	w := &scanWalk{s: s, ctx: ctx, opts: opts, now: s.now(), budget: opts.Limit + scanSkipBudget}
 	switch {
-	case opts.Kind == store.Providers && opts.Peer != "":
+	case opts.Kind == store.Providers && opts.Peer != "" && s.isIndexed(opts.Peer):
 		err = w.peerProviders(after)
 	default:
 		err = w.records(after)
@@ -150,6 +155,7 @@ type scanWalk struct {
 	now      time.Time
 	budget   int
 	examined int
+	filtered int // other providers' records stepped over
 	page     store.Page
 	last     store.Position // the last entry examined
 	more     bool           // an entry in range remains after last
@@ -158,7 +164,7 @@ type scanWalk struct {
 
 // full reports whether the page is complete, before examining another entry.
 func (w *scanWalk) full() bool {
-	return w.page.Len() == w.opts.Limit || w.examined == w.budget
+	return w.page.Len() == w.opts.Limit || w.examined == w.budget || w.filtered == filterBudget
 }
 
 // records walks the p| or v| range of the region, from after.
@@ -192,27 +198,52 @@ func (w *scanWalk) records(after *store.Position) error {
 		return fmt.Errorf("pebblestore: %w", err)
 	}
 	defer it.Close()
+	// The last provider record examined, kept as its key: building its
+	// Position for every record stepped over would allocate.
+	var lastKey []byte
+	defer func() {
+		if k, p, ok := parseProvKey(lastKey); ok {
+			w.last = store.Position{Key: k, Provider: peer.ID(p)}
+		}
+	}()
 	for valid := it.First(); valid; valid = it.Next() {
 		if w.full() {
 			w.more = true
 			break
 		}
-		if err := w.tick(); err != nil {
-			return err
-		}
 		key := it.Key()
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return fmt.Errorf("pebblestore: %w", err)
-		}
 		if tag == tagProv {
-			k, p, ok := parseProvKey(key)
+			_, p, ok := parseProvKey(key)
 			if !ok {
 				continue
 			}
-			w.last = store.Position{Key: k, Provider: peer.ID(p)}
+			lastKey = append(lastKey[:0], key...)
+			if w.opts.Peer != "" && string(p) != string(w.opts.Peer) {
+				// Another provider's record, told apart by its key alone;
+				// a page steps over many of them (filterBudget).
+				if w.filtered++; w.filtered%ctxCheckEvery == 0 {
+					if err := w.ctx.Err(); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			if err := w.tick(); err != nil {
+				return err
+			}
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return fmt.Errorf("pebblestore: %w", err)
+			}
 			w.addProvider(key, p, v)
 		} else {
+			if err := w.tick(); err != nil {
+				return err
+			}
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return fmt.Errorf("pebblestore: %w", err)
+			}
 			var k record.KadKey
 			if len(key) != 1+kk {
 				continue
@@ -303,9 +334,7 @@ func (w *scanWalk) tick() error {
 }
 
 func (w *scanWalk) addProvider(key, p, v []byte) {
-	var r store.ProviderRecord
-	var err error
-	r, w.scratch, err = decodeProvider(w.scratch, p, v)
+	r, err := decodeProviderFast(w.s.addrs, p, v)
 	switch {
 	case err != nil:
 		w.s.corrupt(store.Providers, key, err)

@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -8,12 +9,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/kadstore/kadstore/store"
 )
@@ -57,12 +60,19 @@ type Store struct {
 	// perProvider is set when per-provider counts are maintained
 	// (Limits.MaxRecordsPerProvider > 0).
 	perProvider bool
+	// indexed holds the peers whose records have peer index entries;
+	// indexAll says every provider's have. Both are fixed at Open.
+	indexed  map[peer.ID]bool
+	indexAll bool
 
 	// Group commit of AddProviders: requests queue in queue (under qmu); the
 	// goroutine that holds the leader token commits them in groups.
 	qmu    sync.Mutex
 	queue  []*addRequest
 	leader chan struct{}
+
+	// addrs caches decoded addresses for reads.
+	addrs *addrCache
 
 	// expireVisited counts the time-index entries Expire read (for tests).
 	expireVisited atomic.Int64
@@ -74,6 +84,11 @@ var _ store.Store = (*Store)(nil)
 // they do not exist. It fails with ErrLocked if another Store has dir open.
 func Open(dir string, opts Options) (*Store, error) {
 	opts.EnsureDefaults()
+	for _, p := range opts.IndexedPeers {
+		if err := store.CheckPeer(p); err != nil {
+			return nil, fmt.Errorf("pebblestore: IndexedPeers: %w", err)
+		}
+	}
 	if !opts.ReadOnly {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("pebblestore: %w", err)
@@ -97,13 +112,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("pebblestore: %w", err)
 	}
 	s := &Store{
-		opts:   opts,
-		limits: opts.Limits,
-		now:    opts.Now,
-		log:    opts.Logger,
-		db:     db,
-		lock:   lock,
-		leader: make(chan struct{}, 1),
+		opts:    opts,
+		limits:  opts.Limits,
+		now:     opts.Now,
+		log:     opts.Logger,
+		db:      db,
+		lock:    lock,
+		leader:  make(chan struct{}, 1),
+		indexed: make(map[peer.ID]bool),
+		addrs:   newAddrCache(),
 	}
 	if err := s.load(); err != nil {
 		db.Close()
@@ -155,85 +172,200 @@ func (s *Store) load() error {
 	}
 	s.guards.Store(n)
 
-	if s.opts.ReadOnly {
-		return nil
+	b := s.db.NewBatch()
+	defer func() { b.Close() }()
+	build, buildAll, err := s.loadIndexes(b)
+	if err != nil || s.opts.ReadOnly {
+		return err
 	}
 	maintained, err := s.get(metaPerProvider)
 	if err != nil {
 		return err
 	}
-	want := s.limits.MaxRecordsPerProvider > 0
-	switch {
-	case want && maintained == nil:
-		if err := s.buildProviderCounts(); err != nil {
-			return err
-		}
-	case !want && maintained != nil:
+	countsWanted := s.limits.MaxRecordsPerProvider > 0
+	if !countsWanted && maintained != nil {
 		// The counts would go stale while off: drop them, and rebuild them
 		// if the limit is switched on again.
-		b := s.db.NewBatch()
 		b.DeleteRange([]byte{tagCount}, tagEnd(tagCount), nil)
 		b.Delete(metaPerProvider, nil)
+	}
+	if !b.Empty() {
 		if err := b.Commit(pebble.Sync); err != nil {
 			return fmt.Errorf("pebblestore: %w", err)
 		}
 	}
-	s.perProvider = want
+	if len(build) > 0 || buildAll || countsWanted && maintained == nil {
+		if err := s.rebuild(build, buildAll, countsWanted && maintained == nil); err != nil {
+			return err
+		}
+	}
+	s.perProvider = countsWanted
 	return nil
 }
 
-// buildProviderCounts counts each provider's records from the peer index,
-// which is ordered by provider, in one pass.
-func (s *Store) buildProviderCounts() error {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagPeer}, UpperBound: tagEnd(tagPeer)})
+// loadIndexes sets which peers are indexed, from the options and what the
+// database holds. It adds to b the deletion of the indexes no longer wanted,
+// and returns the peers whose index must be built (all of them if buildAll).
+// A read-only store uses the indexes that are complete.
+func (s *Store) loadIndexes(b *pebble.Batch) (build []peer.ID, buildAll bool, err error) {
+	all, err := s.get(metaIndexedAll)
+	if err != nil {
+		return nil, false, err
+	}
+	marked, err := s.markedPeers()
+	if err != nil {
+		return nil, false, err
+	}
+	if s.opts.ReadOnly {
+		s.indexAll = all != nil
+		for _, p := range marked {
+			s.indexed[p] = true
+		}
+		return nil, false, nil
+	}
+	if s.opts.IndexAllPeers {
+		s.indexAll = true
+		for _, p := range marked {
+			b.Delete(append(bytes.Clone(metaIndexed), p...), nil) // subsumed
+		}
+		return nil, all == nil, nil
+	}
+	if all != nil {
+		b.DeleteRange([]byte{tagPeer}, tagEnd(tagPeer), nil)
+		b.Delete(metaIndexedAll, nil)
+		marked = nil
+	}
+	for _, p := range s.opts.IndexedPeers {
+		if !s.indexed[p] {
+			s.indexed[p] = true
+			if !slices.Contains(marked, p) {
+				build = append(build, p)
+			}
+		}
+	}
+	for _, p := range marked {
+		if !s.indexed[p] {
+			// No longer listed: the index would go stale.
+			prefix := peerPrefix(nil, p)
+			b.DeleteRange(prefix, prefixEnd(prefix), nil)
+			b.Delete(append(bytes.Clone(metaIndexed), p...), nil)
+		}
+	}
+	return build, false, nil
+}
+
+// isIndexed reports whether p's provider records have peer index entries.
+func (s *Store) isIndexed(p peer.ID) bool { return s.indexAll || s.indexed[p] }
+
+// markedPeers returns the peers whose index is complete.
+func (s *Store) markedPeers() ([]peer.ID, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: metaIndexed, UpperBound: prefixEnd(metaIndexed)})
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	var out []peer.ID
+	for it.First(); it.Valid(); it.Next() {
+		out = append(out, peer.ID(it.Key()[len(metaIndexed):]))
+	}
+	return out, it.Error()
+}
+
+// rebuildFlushAt is the number of providers whose counts rebuild gathers in
+// memory before adding them to the stored counts, so that its memory stays
+// bounded whatever the number of providers.
+const rebuildFlushAt = 100_000
+
+// rebuild makes, in one pass over the provider records, the peer index of
+// the peers in build, and (if counts) the per-provider counts. It runs in
+// Open, before any other writer.
+func (s *Store) rebuild(build []peer.ID, all, counts bool) error {
+	s.log.Info("pebblestore: building indexes", "peers", len(build), "all peers", all, "provider counts", counts)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagProv}, UpperBound: tagEnd(tagProv)})
 	if err != nil {
 		return fmt.Errorf("pebblestore: %w", err)
 	}
 	defer it.Close()
 	b := s.db.NewBatch()
 	defer func() { b.Close() }()
-	b.DeleteRange([]byte{tagCount}, tagEnd(tagCount), nil)
-	var cur []byte
-	var n uint64
-	var buf []byte
-	flush := func() error {
-		if n > 0 {
-			buf = countKey(buf[:0], cur)
-			b.Set(buf, binary.AppendUvarint(nil, n), nil)
+	commit := func(sync bool) error {
+		opts := pebble.NoSync
+		if sync {
+			opts = pebble.Sync
 		}
-		if b.Len() > 4<<20 {
-			if err := b.Commit(pebble.NoSync); err != nil {
-				return err
-			}
-			b.Close()
-			b = s.db.NewBatch()
+		if err := b.Commit(opts); err != nil {
+			return fmt.Errorf("pebblestore: %w", err)
 		}
+		b.Close()
+		b = s.db.NewBatch()
 		return nil
 	}
+	if counts {
+		b.DeleteRange([]byte{tagCount}, tagEnd(tagCount), nil)
+		if err := commit(false); err != nil {
+			return err
+		}
+	}
+	pending := make(map[string]int64)
+	addCounts := func() error {
+		for p, n := range pending {
+			key := countKey(nil, []byte(p))
+			v, err := s.get(key)
+			if err != nil {
+				return err
+			}
+			if v != nil {
+				have, w := binary.Uvarint(v)
+				if w <= 0 {
+					return fmt.Errorf("%w: provider count of %d bytes", store.ErrCorrupt, len(v))
+				}
+				n += int64(have)
+			}
+			b.Set(key, binary.AppendUvarint(nil, uint64(n)), nil)
+		}
+		clear(pending)
+		return commit(false)
+	}
+	var kbuf []byte
 	for it.First(); it.Valid(); it.Next() {
-		p, _, ok := parsePeerKey(it.Key())
+		k, p, ok := parseProvKey(it.Key())
 		if !ok {
 			continue
 		}
-		if string(p) != string(cur) {
-			if err := flush(); err != nil {
-				return fmt.Errorf("pebblestore: %w", err)
-			}
-			cur, n = append(cur[:0], p...), 0
+		if all || slices.Contains(build, peer.ID(p)) {
+			kbuf = peerKey(kbuf[:0], peer.ID(p), &k)
+			b.Set(kbuf, nil, nil)
 		}
-		n++
+		if counts {
+			pending[string(p)]++
+			if len(pending) >= rebuildFlushAt {
+				if err := addCounts(); err != nil {
+					return err
+				}
+			}
+		}
+		if b.Len() > 4<<20 {
+			if err := commit(false); err != nil {
+				return err
+			}
+		}
 	}
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("pebblestore: %w", err)
 	}
-	if err := flush(); err != nil {
-		return fmt.Errorf("pebblestore: %w", err)
+	if counts {
+		if err := addCounts(); err != nil {
+			return err
+		}
+		b.Set(metaPerProvider, nil, nil)
 	}
-	b.Set(metaPerProvider, nil, nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("pebblestore: %w", err)
+	for _, p := range build {
+		b.Set(append(bytes.Clone(metaIndexed), p...), nil, nil)
 	}
-	return nil
+	if all {
+		b.Set(metaIndexedAll, nil, nil)
+	}
+	return commit(true)
 }
 
 // get returns a copy of the value of key, or nil if it is absent.

@@ -69,7 +69,9 @@ func (s *Store) newTxn() *txn {
 // iter returns the txn's iterator over the database.
 func (t *txn) iter() (*pebble.Iterator, error) {
 	if t.it == nil {
-		it, err := t.s.db.NewIter(nil)
+		// Most seeks are for keys that are not stored: let the bloom
+		// filters of L6, where most records live, answer them too.
+		it, err := t.s.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
 		if err != nil {
 			return nil, fmt.Errorf("pebblestore: %w", err)
 		}
@@ -139,8 +141,10 @@ func (t *txn) putProvider(k *record.KadKey, r record.ProviderRecord) {
 		}
 	} else {
 		ks.provs = append(ks.provs, provState{id: r.Provider, exp: ms, ok: true})
-		t.kbuf = peerKey(t.kbuf[:0], r.Provider, k)
-		t.b.Set(t.kbuf, nil, nil)
+		if t.s.isIndexed(r.Provider) {
+			t.kbuf = peerKey(t.kbuf[:0], r.Provider, k)
+			t.b.Set(t.kbuf, nil, nil)
+		}
 		t.nProv++
 		if t.s.perProvider {
 			t.provCounts[string(r.Provider)].cur++ // loaded by the checks
@@ -154,8 +158,10 @@ func (t *txn) putProvider(k *record.KadKey, r record.ProviderRecord) {
 func (t *txn) deleteProvider(k *record.KadKey, st provState) error {
 	t.kbuf = provKey(t.kbuf[:0], k, st.id)
 	t.b.Delete(t.kbuf, nil)
-	t.kbuf = peerKey(t.kbuf[:0], st.id, k)
-	t.b.Delete(t.kbuf, nil)
+	if t.s.isIndexed(st.id) {
+		t.kbuf = peerKey(t.kbuf[:0], st.id, k)
+		t.b.Delete(t.kbuf, nil)
+	}
 	if st.ok {
 		t.kbuf = expiryKey(t.kbuf[:0], st.exp, kindProvider, k, st.id)
 		t.b.Delete(t.kbuf, nil)

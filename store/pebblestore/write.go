@@ -1,9 +1,11 @@
 package pebblestore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -137,6 +139,16 @@ func (t *txn) addProviders(recs []store.ProviderRecord) error {
 	)
 	for i, r := range recs {
 		kks[i] = record.KadKeyOf(r.Key)
+	}
+	// Read the keys' providers in key order: consecutive seeks that move
+	// forward let pebble reuse its position in each level.
+	order := make([]int, len(recs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return bytes.Compare(kks[a][:], kks[b][:]) })
+	for _, i := range order {
+		r := recs[i]
 		ks, err := t.keyState(&kks[i])
 		if err != nil {
 			return err
@@ -190,8 +202,8 @@ func (t *txn) addProviders(recs []store.ProviderRecord) error {
 			return fmt.Errorf("%w: %d records stored, %d new, limit %d", store.ErrStoreFull, t.nProv+t.nVal, added, limit)
 		}
 	}
-	for i, r := range recs {
-		t.putProvider(&kks[i], r)
+	for _, i := range order {
+		t.putProvider(&kks[i], recs[i])
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package pgstore_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -8,8 +9,10 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,6 +65,61 @@ func benchRecords(seed uint64, n int, ttl time.Duration) []store.ProviderRecord 
 		recs[i] = storetest.NewProviderRecord(rng, storetest.RandomKey(rng), peers[rng.IntN(len(peers))], benchStart.Add(ttl))
 	}
 	return recs
+}
+
+// serverCPU returns the CPU time used so far by the processes named
+// "postgres" on this machine (the server under test when it is local; 0
+// otherwise). Backends that have exited are not counted, so it is read while
+// the store's connections are open.
+func serverCPU() time.Duration {
+	entries, _ := os.ReadDir("/proc")
+	var ticks int64
+	for _, e := range entries {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		open, close := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+		if open < 0 || close < open || string(b[open+1:close]) != "postgres" {
+			continue
+		}
+		f := strings.Fields(string(b[close+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + st
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// clientCPU returns the CPU time this process has used.
+func clientCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuMeter adds up the CPU time the server and the client spend in measured
+// sections. On a machine shared with other work, CPU time per record says
+// what the workload costs, where wall time says what it got.
+type cpuMeter struct{ server, client, server0, client0 time.Duration }
+
+func (m *cpuMeter) start() { m.server0, m.client0 = serverCPU(), clientCPU() }
+
+func (m *cpuMeter) stop() {
+	m.server += serverCPU() - m.server0
+	m.client += clientCPU() - m.client0
+}
+
+func (m *cpuMeter) report(b *testing.B, records int) {
+	if m.server > 0 {
+		b.ReportMetric(float64(m.server.Microseconds())/float64(records), "server-µs/record")
+	}
+	b.ReportMetric(float64(m.client.Microseconds())/float64(records), "client-µs/record")
 }
 
 // load adds recs in batches of benchBatch from the given number of
@@ -134,7 +192,10 @@ func BenchmarkIngest(b *testing.B) {
 	for _, writers := range []int{1, 2} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
 			dsn := testDSN(b)
-			var elapsed time.Duration
+			var (
+				elapsed time.Duration
+				cpu     cpuMeter
+			)
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				schema := fmt.Sprintf("kadstore_bench_ingest_%d", i)
@@ -143,7 +204,9 @@ func BenchmarkIngest(b *testing.B) {
 				}
 				s := benchOpen(b, schema, storetest.NewClock(benchStart))
 				b.StartTimer()
+				cpu.start()
 				elapsed += load(b, s, recs, writers)
+				cpu.stop()
 				b.StopTimer()
 				s.Close()
 				if err := benchDrop(dsn, schema); err != nil {
@@ -151,6 +214,7 @@ func BenchmarkIngest(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(n*b.N)/elapsed.Seconds(), "records/s")
+			cpu.report(b, n*b.N)
 		})
 	}
 }
@@ -204,7 +268,9 @@ func BenchmarkProviders(b *testing.B) {
 		seed      atomic.Uint64
 	)
 	b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0))) // 8 goroutines
+	var cpu cpuMeter
 	b.ResetTimer()
+	cpu.start()
 	b.RunParallel(func(pb *testing.PB) {
 		rng := rand.New(rand.NewPCG(seed.Add(1), 0))
 		var mine []time.Duration
@@ -224,6 +290,8 @@ func BenchmarkProviders(b *testing.B) {
 		mu.Unlock()
 	})
 	b.StopTimer()
+	cpu.stop()
+	cpu.report(b, b.N)
 	reportLatencies(b, latencies)
 }
 
@@ -242,7 +310,9 @@ func BenchmarkScan(b *testing.B) {
 	keys := loadFixture(b)
 	s := benchOpen(b, fixtureSchema, storetest.NewClock(benchStart))
 	defer s.Close()
+	var cpu cpuMeter
 	b.ResetTimer()
+	cpu.start()
 	for i := 0; i < b.N; i++ {
 		n := 0
 		for _, err := range store.ScanProviders(context.Background(), s, store.ScanOptions{Limit: 1000}) {
@@ -255,7 +325,9 @@ func BenchmarkScan(b *testing.B) {
 			b.Fatalf("scan: %d records, want %d", n, len(keys))
 		}
 	}
+	cpu.stop()
 	b.ReportMetric(float64(len(keys)*b.N)/b.Elapsed().Seconds(), "records/s")
+	cpu.report(b, len(keys)*b.N)
 }
 
 // BenchmarkExpire: N/10 records that have expired, among the N live records
@@ -266,7 +338,10 @@ func BenchmarkExpire(b *testing.B) {
 	s := benchOpen(b, fixtureSchema, clock)
 	defer s.Close()
 	expiring := benchRecords(3, len(keys)/10, time.Hour)
-	var elapsed time.Duration
+	var (
+		elapsed time.Duration
+		cpu     cpuMeter
+	)
 	removed := 0
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -276,7 +351,9 @@ func BenchmarkExpire(b *testing.B) {
 		clock.Set(benchStart.Add(2 * time.Hour))
 		b.StartTimer()
 		start := time.Now()
+		cpu.start()
 		n, err := s.Expire(context.Background(), clock.Now(), 0)
+		cpu.stop()
 		elapsed += time.Since(start)
 		if err != nil {
 			b.Fatal(err)
@@ -287,4 +364,5 @@ func BenchmarkExpire(b *testing.B) {
 		removed += n
 	}
 	b.ReportMetric(float64(removed)/elapsed.Seconds(), "deleted/s")
+	cpu.report(b, removed)
 }

@@ -3,6 +3,8 @@ package pgstore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -18,12 +20,22 @@ import (
 // providerBatch is a batch of provider records as the parallel arrays
 // addProvidersSQL takes.
 type providerBatch struct {
-	kadkeys, providers, keys, addrs [][]byte
-	expires                         []time.Time
+	kadkeys, providers [][]byte
+	providerHashes     []int64
+	keys, addrs        [][]byte
+	expires            []time.Time
 }
 
 func (b *providerBatch) slice(i, j int) providerBatch {
-	return providerBatch{b.kadkeys[i:j], b.providers[i:j], b.keys[i:j], b.addrs[i:j], b.expires[i:j]}
+	return providerBatch{b.kadkeys[i:j], b.providers[i:j], b.providerHashes[i:j], b.keys[i:j], b.addrs[i:j], b.expires[i:j]}
+}
+
+// providerHash is the provider_hash column of a provider's records: the
+// first 8 bytes of the SHA-256 of its ID, big-endian. Every node sharing a
+// schema must compute it alike.
+func providerHash(p []byte) int64 {
+	h := sha256.Sum256(p)
+	return int64(binary.BigEndian.Uint64(h[:8]))
 }
 
 // newProviderBatch sorts the records by (kadkey, provider) and keeps the last
@@ -52,6 +64,11 @@ func newProviderBatch(recs []store.ProviderRecord) providerBatch {
 		r := recs[it.i]
 		b.kadkeys = append(b.kadkeys, it.kadkey[:])
 		b.providers = append(b.providers, []byte(r.Provider))
+		if n := len(b.providerHashes); n > 0 && bytes.Equal(b.providers[n-1], b.providers[n]) {
+			b.providerHashes = append(b.providerHashes, b.providerHashes[n-1])
+		} else {
+			b.providerHashes = append(b.providerHashes, providerHash(b.providers[n]))
+		}
 		b.keys = append(b.keys, r.Key)
 		b.addrs = append(b.addrs, encodeAddrs(r.Addrs))
 		b.expires = append(b.expires, millis(r.Expires))
@@ -84,21 +101,34 @@ func (s *Store) AddProviders(ctx context.Context, recs ...store.ProviderRecord) 
 		}
 	}
 	b := newProviderBatch(recs)
-	return s.retry(ctx, "add providers", func(ctx context.Context) error {
-		if len(b.kadkeys) <= s.opts.BatchSize {
-			return s.addProviders(ctx, s.pool, &b)
-		}
-		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			for i := 0; i < len(b.kadkeys); i += s.opts.BatchSize {
-				part := b.slice(i, min(i+s.opts.BatchSize, len(b.kadkeys)))
-				if err := s.addProviders(ctx, tx, &part); err != nil {
-					return err
-				}
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = s.retry(ctx, "add providers", func(ctx context.Context) error {
+			if len(b.kadkeys) <= s.opts.BatchSize {
+				return s.addProviders(ctx, s.pool, &b)
 			}
-			return nil
+			return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+				for i := 0; i < len(b.kadkeys); i += s.opts.BatchSize {
+					part := b.slice(i, min(i+s.opts.BatchSize, len(b.kadkeys)))
+					if err := s.addProviders(ctx, tx, &part); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
 		})
-	})
+		// A concurrent writer stored one of the new records first, or two
+		// overlapping batches deadlocked: the statement changed nothing, and
+		// running it again sees the other writer's records.
+		if !raced(err) || attempt == maxRaceAttempts {
+			return err
+		}
+	}
 }
+
+// maxRaceAttempts bounds how often AddProviders runs a batch that lost a race
+// with another writer.
+const maxRaceAttempts = 5
 
 // querier is a pool or a transaction.
 type querier interface {
@@ -115,7 +145,7 @@ func (s *Store) addProviders(ctx context.Context, q querier, b *providerBatch) e
 		culprit []byte
 	)
 	err := q.QueryRow(ctx, s.sql.addProviders,
-		b.kadkeys, b.providers, b.keys, b.addrs, b.expires,
+		b.kadkeys, b.providers, b.providerHashes, b.keys, b.addrs, b.expires,
 		perKey, limitArg(s.lim.MaxRecords), limitArg(s.lim.MaxRecordsPerProvider), s.slot(),
 	).Scan(&code, &culprit)
 	if err != nil {

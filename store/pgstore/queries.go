@@ -57,14 +57,14 @@ const (
 )
 
 // addProvidersSQL returns the statement that upserts a batch of provider
-// records, given as parallel arrays ($1-$5) sorted by (kadkey, provider)
+// records, given as parallel arrays ($1-$6) sorted by (kadkey, provider)
 // without duplicates (the sort gives concurrent batches one lock order, so
 // they cannot deadlock), after checking the count limits that are on against
 // what is stored:
-//   - per key: stored providers + new ones <= $6;
-//   - per provider: stored records + new ones <= $8, counted up to the limit
+//   - per key: stored providers + new ones <= $7;
+//   - per provider: stored records + new ones <= $9, counted up to the limit
 //     only, so the check reads at most the limit's index entries;
-//   - total: record_counts + new records <= $7.
+//   - total: record_counts + new records <= $8.
 //
 // A record is new when no row has its key and provider; a row that is there,
 // even expired, is refreshed. Like Stats, the limits count stored rows, so an
@@ -76,25 +76,25 @@ const (
 //
 // The statement returns the verdict and, on a breach of a per-key or
 // per-provider limit, the offending kadkey or provider. It writes nothing
-// unless the verdict is verdictOK; $9 is the record_counts slot it updates.
+// unless the verdict is verdictOK; $10 is the record_counts slot it updates.
 // Each check costs index reads, so the statement has only those of the limits
 // that are on; with none, it is a plain multi-row upsert.
 func addProvidersSQL(perKey, perProvider, total bool) string {
 	var b strings.Builder
 	b.WriteString(`
 WITH lim AS (
-	SELECT $6::bigint AS per_key, $7::bigint AS total, $8::bigint AS per_provider, $9::smallint AS slot
+	SELECT $7::bigint AS per_key, $8::bigint AS total, $9::bigint AS per_provider, $10::smallint AS slot
 ),
 input AS (
-	SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::timestamptz[])
-		AS t(kadkey, provider, key, addrs, expires)
+	SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[], $5::bytea[], $6::timestamptz[])
+		AS t(kadkey, provider, provider_hash, key, addrs, expires)
 ),`)
 	if perKey {
 		// One read of each key's rows (a few: the limit bounds them) gives
 		// both its count and whether the record is stored.
 		b.WriteString(`
 probe AS (
-	SELECT i.kadkey, i.provider, c.n, c.present FROM input i CROSS JOIN LATERAL (
+	SELECT i.*, c.n, c.present FROM input i CROSS JOIN LATERAL (
 		SELECT count(*) AS n, coalesce(bool_or(p.provider = i.provider), false) AS present
 		FROM {s}.provider_records p WHERE p.kadkey = i.kadkey
 	) c
@@ -107,7 +107,7 @@ key_full AS (
 	} else {
 		b.WriteString(`
 probe AS (
-	SELECT i.kadkey, i.provider, EXISTS (
+	SELECT i.*, EXISTS (
 		SELECT 1 FROM {s}.provider_records p WHERE p.kadkey = i.kadkey AND p.provider = i.provider
 	) AS present
 	FROM input i
@@ -120,11 +120,14 @@ key_full AS (
 		b.WriteString(`
 provider_full AS (
 	SELECT f.provider FROM (
-		SELECT provider, count(*) AS n FROM probe WHERE NOT present GROUP BY provider
+		SELECT provider, provider_hash, count(*) AS n FROM probe WHERE NOT present
+		GROUP BY provider, provider_hash
 	) f, lim
 	WHERE f.n + (
 		SELECT count(*) FROM (
-			SELECT 1 FROM {s}.provider_records p WHERE p.provider = f.provider LIMIT lim.per_provider
+			SELECT 1 FROM {s}.provider_records p
+			WHERE p.provider_hash = f.provider_hash AND p.provider = f.provider
+			LIMIT lim.per_provider
 		) c
 	) > lim.per_provider
 	LIMIT 1
@@ -152,11 +155,11 @@ store_full AS (
 		b.Reset()
 		b.WriteString(`
 WITH lim AS (
-	SELECT $6::bigint AS per_key, $7::bigint AS total, $8::bigint AS per_provider, $9::smallint AS slot
+	SELECT $7::bigint AS per_key, $8::bigint AS total, $9::bigint AS per_provider, $10::smallint AS slot
 ),
 input AS (
-	SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::timestamptz[])
-		AS t(kadkey, provider, key, addrs, expires)
+	SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[], $5::bytea[], $6::timestamptz[])
+		AS t(kadkey, provider, provider_hash, key, addrs, expires)
 ),
 key_full AS (
 	SELECT NULL::bytea AS kadkey WHERE false
@@ -175,18 +178,47 @@ verdict AS (
 		WHEN EXISTS (SELECT 1 FROM provider_full) THEN 3
 		WHEN EXISTS (SELECT 1 FROM store_full) THEN 2
 		ELSE 0 END AS code
-),
+),`)
+	if !perKey && !perProvider && !total {
+		b.WriteString(`
 ins AS (
-	INSERT INTO {s}.provider_records AS p (kadkey, provider, key, addrs, expires)
-	SELECT kadkey, provider, key, addrs, expires FROM input
-	WHERE (SELECT code FROM verdict) = 0
+	INSERT INTO {s}.provider_records AS p (kadkey, provider, provider_hash, key, addrs, expires)
+	SELECT kadkey, provider, provider_hash, key, addrs, expires FROM input
 	ON CONFLICT (kadkey, provider) DO UPDATE
 		SET key = excluded.key, addrs = excluded.addrs, expires = excluded.expires
 	RETURNING (p.xmax = 0) AS inserted
 ),
 added AS (
 	SELECT count(*) AS n FROM ins WHERE inserted
+),`)
+	} else {
+		// The probe tells new records from stored ones. New ones go in with a
+		// plain INSERT, which skips the speculative insertion ON CONFLICT
+		// costs (a quarter of a bulk load); if another writer stores one of
+		// them first, the statement fails with unique_violation and is
+		// retried (see AddProviders), and then finds it stored. Stored ones
+		// are upserted: if another writer deletes one meanwhile (Expire,
+		// RemoveProvider), it is inserted again, not lost.
+		b.WriteString(`
+fresh_ins AS (
+	INSERT INTO {s}.provider_records (kadkey, provider, provider_hash, key, addrs, expires)
+	SELECT kadkey, provider, provider_hash, key, addrs, expires FROM probe
+	WHERE NOT present AND (SELECT code FROM verdict) = 0
+	RETURNING 1
 ),
+refresh AS (
+	INSERT INTO {s}.provider_records AS p (kadkey, provider, provider_hash, key, addrs, expires)
+	SELECT kadkey, provider, provider_hash, key, addrs, expires FROM probe
+	WHERE present AND (SELECT code FROM verdict) = 0
+	ON CONFLICT (kadkey, provider) DO UPDATE
+		SET key = excluded.key, addrs = excluded.addrs, expires = excluded.expires
+	RETURNING (p.xmax = 0) AS inserted
+),
+added AS (
+	SELECT (SELECT count(*) FROM fresh_ins) + (SELECT count(*) FROM refresh WHERE inserted) AS n
+),`)
+	}
+	b.WriteString(`
 bump AS (
 	UPDATE {s}.record_counts SET n = n + (SELECT n FROM added)
 	WHERE kind = 1 AND slot = (SELECT slot FROM lim) AND (SELECT n FROM added) > 0
@@ -259,13 +291,13 @@ WHERE (kadkey, provider) > ($1, $2) AND kadkey >= $3 AND kadkey < $4
 ORDER BY kadkey, provider
 LIMIT $5`
 
-// sqlScanProvidersOfPeer: rows of provider $1 with $2 <= kadkey < $3, by the
-// (provider, kadkey) index.
+// sqlScanProvidersOfPeer: rows of provider $1 (whose hash is $2) with $3 <=
+// kadkey < $4, by the (provider_hash, kadkey) index.
 const sqlScanProvidersOfPeer = `
 SELECT kadkey, provider, key, addrs, expires FROM {s}.provider_records
-WHERE provider = $1 AND kadkey >= $2 AND kadkey < $3
+WHERE provider_hash = $2 AND provider = $1 AND kadkey >= $3 AND kadkey < $4
 ORDER BY kadkey
-LIMIT $4`
+LIMIT $5`
 
 const sqlScanValues = `
 SELECT kadkey, key, value, publisher, received, expires FROM {s}.value_records

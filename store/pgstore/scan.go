@@ -83,7 +83,7 @@ func (s *Store) scanProviders(ctx context.Context, opts store.ScanOptions, pos *
 			}
 			lo = maxBytes(lo, k)
 		}
-		rows, err = s.pool.Query(ctx, s.sql.scanProvidersP, []byte(opts.Peer), lo, hi, opts.Limit)
+		rows, err = s.pool.Query(ctx, s.sql.scanProvidersP, []byte(opts.Peer), providerHash([]byte(opts.Peer)), lo, hi, opts.Limit)
 	}
 	if err != nil {
 		return err
@@ -92,20 +92,17 @@ func (s *Store) scanProviders(ctx context.Context, opts store.ScanOptions, pos *
 		r providerRow
 		n int
 		// last is the position of the last row read whose provider is a
-		// peer ID, the only kind a cursor can hold; tail counts the rows
-		// read after it (corrupt provider bytes).
-		last    *store.Position
+		// peer ID, the only kind a cursor can hold.
+		last    store.Position
+		hasLast bool
 		lastKey record.KadKey
-		tail    int
 	)
 	_, err = pgx.ForEachRow(rows, []any{&r.kadkey, &r.provider, &r.key, &r.addrs, &r.expires}, func() error {
 		n++
 		copy(lastKey[:], r.kadkey)
 		p, perr := decodePeer(r.provider, "provider")
 		if perr == nil {
-			last, tail = &store.Position{Key: lastKey, Provider: p}, 0
-		} else {
-			tail++
+			last, hasLast = store.Position{Key: lastKey, Provider: p}, true
 		}
 		if !s.lim.Live(r.expires, now) {
 			return nil
@@ -125,10 +122,10 @@ func (s *Store) scanProviders(ctx context.Context, opts store.ScanOptions, pos *
 	switch {
 	case n < opts.Limit:
 		// The range is exhausted: the scan is complete.
-	case last != nil:
-		// After trailing rows with a corrupt provider (tail > 0), the next
-		// page reads them again, skipping and counting them again.
-		page.Next = store.NewCursor(store.Providers, *last)
+	case hasLast:
+		// Rows after last (with a corrupt provider) are read again by the
+		// next page, and skipped and counted again.
+		page.Next = store.NewCursor(store.Providers, last)
 	default:
 		// A whole page of rows whose provider is not a peer ID: no cursor can
 		// point between them, so resume at the next Kademlia key.

@@ -185,6 +185,14 @@ func isStoreError(err error) bool {
 	return false
 }
 
+// raced reports whether err is a race with another writer that running the
+// statement again resolves: unique_violation (a record it meant to insert was
+// inserted first), deadlock_detected, serialization_failure.
+func raced(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "23505" || pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
 // unavailable reports whether err means the server could not be reached or
 // the connection was lost, as opposed to an error the server reported about
 // a statement.
