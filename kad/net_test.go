@@ -11,6 +11,7 @@ import (
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	kbucket "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -59,8 +60,9 @@ func buildNet(t *testing.T, nGo, nKad int, kopts ...kad.Option) *testNet {
 	}
 	// Identify puts every node in the first node's table; then each node
 	// looks itself up through it and meets its neighbours.
+	holdable := tableCapacity(hs[0].ID(), tn.hosts(), 20)
 	waitUntil(t, 60*time.Second, "nodes to join the first node's table", func() bool {
-		return len(tn.tablePeers(0)) >= len(hs)-1
+		return len(tn.tablePeers(0)) >= holdable
 	})
 	ctx := ctxTimeout(t, 120*time.Second)
 	// A few at a time: hundreds of simultaneous handshakes on two cores
@@ -94,6 +96,24 @@ func buildNet(t *testing.T, nGo, nKad int, kopts ...kad.Option) *testNet {
 		wg.Wait()
 	}
 	return tn
+}
+
+// tableCapacity returns how many of hosts a routing table of self with
+// buckets of size k can hold: at most k for each common-prefix length.
+// With 30 random peers, more than 20 share no prefix bit with self about
+// once in a hundred networks, and the table cannot hold them all.
+func tableCapacity(self peer.ID, hosts []host.Host, k int) int {
+	perCPL := map[int]int{}
+	for _, h := range hosts {
+		if h.ID() != self {
+			perCPL[kbucket.CommonPrefixLen(kbucket.ConvertPeerID(self), kbucket.ConvertPeerID(h.ID()))]++
+		}
+	}
+	n := 0
+	for _, c := range perCPL {
+		n += min(c, k)
+	}
+	return n
 }
 
 // tablePeers returns the routing-table peers of node i (go nodes first).

@@ -2,10 +2,16 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // requiredBenchFields are the fields the benchmark specification requires in
@@ -144,5 +150,79 @@ func TestBenchTable(t *testing.T) {
 	}
 	if bytes.ContainsAny(stdout, "\r\x1b") || bytes.ContainsAny(stderr, "\r\x1b") {
 		t.Errorf("non-terminal output holds progress-bar control characters")
+	}
+}
+
+// TestBenchPostgres runs the workload on pgstore when a test database is
+// configured (as for store/pgstore's tests), and checks that the run leaves
+// none of its schemas behind.
+func TestBenchPostgres(t *testing.T) {
+	dsn := os.Getenv("KADSTORE_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("KADSTORE_TEST_POSTGRES is not set: see docs/POSTGRES.md")
+	}
+	prefix := fmt.Sprintf("kbt_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	stdout, stderr, code := kadstore(t, "bench", "--backend", "postgres", "--dsn", dsn, "--schema-prefix", prefix,
+		"--n", "900", "--lookups", "300", "--json", "--dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("exit status %d; stderr:\n%s", code, stderr)
+	}
+	var res map[string]any
+	if err := json.Unmarshal(stdout, &res); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, stdout)
+	}
+	for _, f := range requiredBenchFields {
+		if _, ok := res[f].(float64); !ok {
+			t.Errorf("required field %q missing or not a number (%v)", f, res[f])
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	num := func(f string) float64 { return res[f].(float64) }
+	if res["backend"] != "postgres" || num("expired_records") != 90 {
+		t.Errorf("backend %v, expired_records %v; want postgres, 90", res["backend"], num("expired_records"))
+	}
+	// The raw Pebble baseline means nothing for PostgreSQL: skipped, 0.
+	if num("raw_pebble_records_per_sec") != 0 {
+		t.Errorf("raw_pebble_records_per_sec = %v, want 0 (skipped)", num("raw_pebble_records_per_sec"))
+	}
+	// The disk figure is the size of the store's tables and indexes.
+	if v := num("disk_bytes"); v <= 0 {
+		t.Errorf("disk_bytes = %v, want the schema's size", v)
+	}
+	if v := num("reopen_first_answer_ms"); v <= 0 {
+		t.Errorf("reopen_first_answer_ms = %v", v)
+	}
+
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var left []string
+	rows, err := conn.Query(t.Context(), "SELECT schema_name FROM information_schema.schemata WHERE starts_with(schema_name, $1)", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		left = append(left, name)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Errorf("the run left its schemas behind: %v", left)
+	}
+}
+
+func TestBenchPostgresNeedsDSN(t *testing.T) {
+	_, stderr, code := kadstore(t, "bench", "--backend", "postgres", "--n", "10")
+	if code != 2 || !bytes.Contains(stderr, []byte("needs --dsn")) {
+		t.Errorf("exit %d, stderr %q; want 2 and a message asking for --dsn", code, stderr)
 	}
 }

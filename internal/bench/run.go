@@ -31,9 +31,19 @@ type Backend struct {
 	// the records written before Close. The reopen phase and the disk figure
 	// are skipped (reported as 0) for backends that are not.
 	Persistent bool
-	// Open opens, creating if needed, a store in dir with the given shared
-	// options (the runner injects its clock there).
-	Open func(dir string, opts store.Options) (store.Store, error)
+	// Open opens, creating if needed, the store named by dir with the given
+	// shared options (the runner injects its clock there). A backend that
+	// keeps its data elsewhere (a database) derives the store's name from
+	// dir: the same dir must name the same store again.
+	Open func(ctx context.Context, dir string, opts store.Options) (store.Store, error)
+	// Remove, if set, deletes what Open created for dir outside dir (a
+	// database schema). The runner calls it, besides removing dir, when it
+	// is done with a store, unless Config.Keep is set.
+	Remove func(ctx context.Context, dir string) error
+	// DiskFromStats makes the disk figure Stats().DiskBytes of the open
+	// store, read just before the reopen phase closes it, instead of the
+	// size of dir after Close: for backends whose data is not in dir.
+	DiskFromStats bool
 }
 
 // Config selects the workload and how it is run. Zero fields take the
@@ -218,7 +228,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			_ = s.Close()
 		}
 		if !cfg.Keep {
-			_ = os.RemoveAll(r.dir("store"))
+			_ = r.remove(context.WithoutCancel(ctx), r.dir("store"))
 		}
 	}()
 	if cfg.Backend.Persistent {
@@ -247,8 +257,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 func (r *runner) dir(name string) string { return filepath.Join(r.cfg.Dir, name) }
 
-func (r *runner) open(dir string) (store.Store, error) {
-	s, err := r.cfg.Backend.Open(dir, store.Options{Now: r.clock.Now, Logger: r.cfg.Logger})
+// remove deletes the store of dir: the directory, and what the backend keeps
+// elsewhere for it.
+func (r *runner) remove(ctx context.Context, dir string) error {
+	err := os.RemoveAll(dir)
+	if r.cfg.Backend.Remove != nil {
+		err = errors.Join(err, r.cfg.Backend.Remove(ctx, dir))
+	}
+	if err != nil {
+		return fmt.Errorf("bench: remove %s: %w", dir, err)
+	}
+	return nil
+}
+
+func (r *runner) open(ctx context.Context, dir string) (store.Store, error) {
+	s, err := r.cfg.Backend.Open(ctx, dir, store.Options{Now: r.clock.Now, Logger: r.cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("bench: open %s store: %w", r.cfg.Backend.Name, err)
 	}
@@ -344,10 +367,10 @@ func (r *runner) batches(ctx context.Context, raw *int64) <-chan []record.Provid
 // goroutine generates its records as it goes, in chunks it claims in turn.
 func (r *runner) ingest(ctx context.Context) error {
 	dir := r.dir("ingest")
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("bench: %w", err)
+	if err := r.remove(ctx, dir); err != nil {
+		return err
 	}
-	s, err := r.open(dir)
+	s, err := r.open(ctx, dir)
 	if err != nil {
 		return err
 	}
@@ -376,7 +399,7 @@ func (r *runner) ingest(ctx context.Context) error {
 		err = fmt.Errorf("bench: close: %w", cerr)
 	}
 	if !r.cfg.Keep {
-		_ = os.RemoveAll(dir)
+		_ = r.remove(context.WithoutCancel(ctx), dir)
 	}
 	r.res.IngestRecordsPerSec = round(rate(r.w.N, d), 0)
 	return err
@@ -386,10 +409,10 @@ func (r *runner) ingest(ctx context.Context) error {
 // phases use.
 func (r *runner) bulk(ctx context.Context) (store.Store, error) {
 	dir := r.dir("store")
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+	if err := r.remove(ctx, dir); err != nil {
+		return nil, err
 	}
-	s, err := r.open(dir)
+	s, err := r.open(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -420,12 +443,23 @@ func (r *runner) bulk(ctx context.Context) (store.Store, error) {
 // reopen closes the store, measures its directory, and times opening it
 // again up to the first correct answer to a lookup.
 func (r *runner) reopen(ctx context.Context, s store.Store) (store.Store, error) {
+	var disk int64
+	if r.cfg.Backend.DiskFromStats {
+		st, err := s.Stats(ctx)
+		if err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("bench: stats: %w", err)
+		}
+		disk = st.DiskBytes
+	}
 	if err := s.Close(); err != nil {
 		return nil, fmt.Errorf("bench: close: %w", err)
 	}
-	disk, err := dirBytes(r.dir("store"))
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+	if !r.cfg.Backend.DiskFromStats {
+		var err error
+		if disk, err = dirBytes(r.dir("store")); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
 	}
 	r.res.DiskBytes = disk
 	if r.res.RawBytes > 0 {
@@ -434,7 +468,7 @@ func (r *runner) reopen(ctx context.Context, s store.Store) (store.Store, error)
 	var s2 store.Store
 	d, err := r.phase("reopen", 1, func() (int64, error) {
 		var err error
-		if s2, err = r.open(r.dir("store")); err != nil {
+		if s2, err = r.open(ctx, r.dir("store")); err != nil {
 			return 0, err
 		}
 		_, err = r.lookupChecked(ctx, s2, 0)

@@ -14,7 +14,7 @@ import (
 func memBackend(wrap func(store.Store) store.Store) bench.Backend {
 	return bench.Backend{
 		Name: "memory",
-		Open: func(_ string, opts store.Options) (store.Store, error) {
+		Open: func(_ context.Context, _ string, opts store.Options) (store.Store, error) {
 			var s store.Store = memstore.New(opts)
 			if wrap != nil {
 				s = wrap(s)
@@ -143,6 +143,105 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	} {
 		if _, err := bench.Run(t.Context(), cfg); err == nil {
 			t.Errorf("Run(%+v) succeeded", cfg)
+		}
+	}
+}
+
+// sharedStores is a backend that keeps its stores outside the directory, as a
+// database does: a store reopened on the same dir holds what was written
+// before Close, Stats reports its size, and only Remove deletes it.
+type sharedStores struct {
+	mu      sync.Mutex
+	stores  map[string]store.Store
+	opened  map[string]int
+	removed []string
+}
+
+// handle is one open "connection" to a shared store: closing it leaves the
+// store's records in place.
+type handle struct {
+	store.Store
+	closed bool
+}
+
+const sharedDiskBytes = 123_456
+
+func (h *handle) Stats(ctx context.Context) (store.Stats, error) {
+	if h.closed {
+		return store.Stats{}, store.ErrClosed
+	}
+	st, err := h.Store.Stats(ctx)
+	st.DiskBytes = sharedDiskBytes
+	return st, err
+}
+
+func (h *handle) Close() error { h.closed = true; return nil }
+
+func (b *sharedStores) backend() bench.Backend {
+	return bench.Backend{
+		Name:          "shared",
+		Persistent:    true,
+		DiskFromStats: true,
+		Open: func(_ context.Context, dir string, opts store.Options) (store.Store, error) {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			s, ok := b.stores[dir]
+			if !ok {
+				s = memstore.New(opts)
+				b.stores[dir] = s
+			}
+			b.opened[dir]++
+			return &handle{Store: s}, nil
+		},
+		Remove: func(_ context.Context, dir string) error {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			if s, ok := b.stores[dir]; ok {
+				delete(b.stores, dir)
+				b.removed = append(b.removed, dir)
+				return s.Close()
+			}
+			return nil
+		},
+	}
+}
+
+func TestRunStoreOutsideDir(t *testing.T) {
+	b := &sharedStores{stores: map[string]store.Store{}, opened: map[string]int{}}
+	dir := t.TempDir()
+	res, err := bench.Run(t.Context(), bench.Config{
+		Backend: b.backend(),
+		N:       1800,
+		Dir:     dir,
+		Lookups: 500,
+		SkipRaw: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The disk figure comes from Stats of the open store, not from the
+	// (empty) directory; the reopened store answered from the same records.
+	if res.DiskBytes != sharedDiskBytes {
+		t.Errorf("DiskBytes = %d, want the store's Stats figure %d", res.DiskBytes, sharedDiskBytes)
+	}
+	if res.ReopenFirstAnswerMs <= 0 {
+		t.Errorf("ReopenFirstAnswerMs = %v, want > 0", res.ReopenFirstAnswerMs)
+	}
+	if got := b.opened[dir+"/store"]; got != 2 {
+		t.Errorf("the store was opened %d times, want 2 (bulk ingest, reopen)", got)
+	}
+	// Every store the run created is removed: nothing is left behind in the
+	// database.
+	if len(b.stores) != 0 {
+		t.Errorf("stores left after the run: %v", b.stores)
+	}
+	for _, name := range []string{"ingest", "store"} {
+		found := false
+		for _, r := range b.removed {
+			found = found || r == dir+"/"+name
+		}
+		if !found {
+			t.Errorf("store %s never removed (removed: %v)", name, b.removed)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -252,7 +254,20 @@ func TestReprovideOnLoopbackNetwork(t *testing.T) {
 func TestReplicationReachesNewPeer(t *testing.T) {
 	nodes := startNetwork(t, 25, time.Now)
 	holder := nodes[0]
-	rec := store.ValueRecord{Key: []byte("/pk/replicated"), Value: []byte("value"), Received: time.Now(), Expires: time.Now().Add(time.Hour)}
+	// A real /pk record: the receiving peers validate what they are sent.
+	_, pub, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := peer.IDFromPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubBytes, err := crypto.MarshalPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := store.ValueRecord{Key: []byte("/pk/" + string(pid)), Value: pubBytes, Received: time.Now(), Expires: time.Now().Add(time.Hour)}
 	if err := holder.st.PutValue(context.Background(), rec); err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +307,7 @@ func TestReplicationReachesNewPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := newcomer.st.GetValue(context.Background(), rec.Key)
-	if err != nil || string(got.Value) != "value" {
+	if err != nil || !bytes.Equal(got.Value, pubBytes) {
 		t.Fatalf("replication did not reach the new closest peer: %v", err)
 	}
 }
