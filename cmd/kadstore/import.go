@@ -20,7 +20,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlagSet("import", "import [--data DIR] FILE|-  or  import [--data DIR] --from-datastore DIR", stderr)
 	var t target
 	fs.StringVar(&t.data, "data", "./kadstore-data", "data directory of a stopped node (created if missing)")
-	fromDS := fs.String("from-datastore", "", "a go-libp2p-kad-dht / Kubo datastore directory (LevelDB) to read /providers/ records from")
+	fromDS := fs.String("from-datastore", "", "a go-libp2p-kad-dht / Kubo datastore directory (LevelDB or Pebble, or the Kubo repository) to read /providers/ records from; addresses are not in that format")
 	file, err := parseOptionalArg(fs, args)
 	if err != nil {
 		return err
