@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/kadstore/kadstore/internal/daemon"
 )
@@ -38,6 +39,13 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.API, "api", "127.0.0.1:5080", `HTTP API address ("off" to disable)`)
 	fs.StringVar(&cfg.APIToken, "api-token", os.Getenv("KADSTORE_API_TOKEN"), "bearer token required by mutating API calls (default $KADSTORE_API_TOKEN)")
 	fs.BoolVar(&cfg.NoJobs, "no-jobs", false, "disable background jobs (expiry, reprovide, replication, republish)")
+	disable := fs.String("disable-jobs", "", "comma-separated jobs not to run: "+strings.Join(daemon.JobNames, ","))
+	fs.DurationVar(&cfg.ReprovideInterval, "reprovide-interval", 22*time.Hour, "cycle length of reproviding own provider records")
+	fs.DurationVar(&cfg.RepublishInterval, "republish-interval", 22*time.Hour, "cycle length of republishing own value records")
+	fs.DurationVar(&cfg.ReplicateInterval, "replicate-interval", time.Hour, "cycle length of replicating stored value records")
+	fs.DurationVar(&cfg.ExpireInterval, "expire-interval", 10*time.Minute, "time between expiry runs")
+	fs.IntVar(&cfg.JobPageSize, "job-page-size", 1000, "records a background job holds at once")
+	fs.IntVar(&cfg.JobConcurrency, "job-concurrency", 16, "peers a background job sends to at once")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
@@ -55,6 +63,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return errUsage
 	}
 	cfg.Logger = logger
+	if *disable != "" {
+		cfg.DisableJobs = strings.Split(*disable, ",")
+	}
 
 	d, err := daemon.Start(ctx, cfg)
 	if err != nil {

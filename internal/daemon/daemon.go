@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,8 +86,14 @@ type Config struct {
 	// NoJobs disables the background jobs (expiry, reprovide, replication,
 	// republish).
 	NoJobs bool
+	// DisableJobs names jobs not to run: "expire", "reprovide",
+	// "replicate", "republish".
+	DisableJobs []string
 	// ReprovideInterval etc. override the jobs' intervals when positive.
 	ReprovideInterval, ReplicateInterval, RepublishInterval, ExpireInterval time.Duration
+	// JobPageSize (records held at once, default 1000) and JobConcurrency
+	// (peers sent to at once, default 16) tune the walking jobs.
+	JobPageSize, JobConcurrency int
 	// KadOptions are passed to kad.New after the daemon's own.
 	KadOptions []kad.Option
 	Logger     *slog.Logger
@@ -143,6 +150,11 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
 	bootstrap, err := parsePeers(cfg.Bootstrap)
 	if err != nil {
 		return nil, err
+	}
+	for _, j := range cfg.DisableJobs {
+		if !slices.Contains(JobNames, j) {
+			return nil, fmt.Errorf("%w: unknown job %q (jobs: %s)", ErrConfig, j, strings.Join(JobNames, ", "))
+		}
 	}
 
 	d = &Daemon{cfg: cfg, log: cfg.Logger, Registry: prometheus.NewRegistry()}
@@ -286,7 +298,8 @@ func (d *Daemon) startJobs(ctx context.Context) {
 	d.Registry.MustRegister(expired)
 	state := &jobs.FileState{Path: filepath.Join(d.cfg.DataDir, "jobs.json")}
 	walk := func(interval time.Duration) jobs.WalkOptions {
-		return jobs.WalkOptions{Interval: interval, State: state, Logger: d.log}
+		return jobs.WalkOptions{Interval: interval, State: state, Logger: d.log,
+			PageSize: d.cfg.JobPageSize, Concurrency: d.cfg.JobConcurrency}
 	}
 	d.expirer = jobs.NewExpirer(d.Store, jobs.ExpirerOptions{
 		Interval: d.cfg.ExpireInterval, Logger: d.log, OnExpired: func(n int) { expired.Add(float64(n)) },
@@ -294,23 +307,36 @@ func (d *Daemon) startJobs(ctx context.Context) {
 	d.reprovider = jobs.NewReprovider(d.Store, d.Node, walk(d.cfg.ReprovideInterval))
 	d.replicator = jobs.NewReplicator(d.Store, d.Node, jobs.ReplicatorOptions{WalkOptions: walk(d.cfg.ReplicateInterval)})
 	d.republish = jobs.NewReplicator(d.Store, d.Node, jobs.ReplicatorOptions{Own: true, WalkOptions: walk(d.cfg.RepublishInterval)})
-	d.wg.Go(func() { d.expirer.Run(ctx) })
-	d.wg.Go(func() { d.reprovider.Run(ctx) })
-	d.wg.Go(func() { d.replicator.Run(ctx) })
-	d.wg.Go(func() { d.republish.Run(ctx) })
+	for name, run := range map[string]func(context.Context){
+		"expire": d.expirer.Run, "reprovide": d.reprovider.Run,
+		"replicate": d.replicator.Run, "republish": d.republish.Run,
+	} {
+		if slices.Contains(d.cfg.DisableJobs, name) {
+			d.log.Info("background job disabled", "job", name)
+			continue
+		}
+		d.wg.Go(func() { run(ctx) })
+	}
 }
+
+// JobNames are the background jobs, as DisableJobs names them.
+var JobNames = []string{"expire", "reprovide", "replicate", "republish"}
 
 // Jobs returns the progress of each background job.
 func (d *Daemon) Jobs() map[string]jobs.Progress {
 	if d.expirer == nil {
 		return nil
 	}
-	return map[string]jobs.Progress{
+	all := map[string]jobs.Progress{
 		"expire":    d.expirer.Progress(),
 		"reprovide": d.reprovider.Progress(),
 		"replicate": d.replicator.Progress(),
 		"republish": d.republish.Progress(),
 	}
+	for _, name := range d.cfg.DisableJobs {
+		delete(all, name)
+	}
+	return all
 }
 
 func (d *Daemon) startAPI() error {

@@ -81,6 +81,7 @@ func TestBadConfig(t *testing.T) {
 		"mode":      func(c *daemon.Config) { c.Mode = "sideways" },
 		"store":     func(c *daemon.Config) { c.Store = "mysql://x" },
 		"bootstrap": func(c *daemon.Config) { c.Bootstrap = []string{"/ip4/1.2.3.4/tcp/1"} },
+		"job":       func(c *daemon.Config) { c.DisableJobs = []string{"reprovide", "gardening"} },
 	}
 	for name, mutate := range cases {
 		cfg := config(t.TempDir())
@@ -91,5 +92,26 @@ func TestBadConfig(t *testing.T) {
 			}
 			t.Errorf("%s: %v, want ErrConfig", name, err)
 		}
+	}
+}
+
+// Disabled jobs do not run and are not reported; the others are.
+func TestDisableJobs(t *testing.T) {
+	cfg := config(t.TempDir())
+	cfg.DisableJobs = []string{"reprovide", "replicate"}
+	d, err := daemon.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	got := d.Jobs()
+	if _, ok := got["reprovide"]; ok {
+		t.Error("a disabled job is reported")
+	}
+	if _, ok := got["replicate"]; ok {
+		t.Error("a disabled job is reported")
+	}
+	if _, ok := got["expire"]; !ok || len(got) != 2 {
+		t.Errorf("jobs reported: %v, want expire and republish", got)
 	}
 }

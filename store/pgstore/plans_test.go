@@ -147,18 +147,20 @@ func TestPlans(t *testing.T) {
 // it, planned with sequential and bitmap scans off.
 func explain(t *testing.T, s *Store, sql string, args ...any) string {
 	t.Helper()
-	var lines []string
-	err := pgx.BeginFunc(t.Context(), s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(t.Context(), "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; DROP INDEX "+s.schema+".provider_records_expires"); err != nil {
-			return err
-		}
-		rows, err := tx.Query(t.Context(), "EXPLAIN "+sql, args...)
-		if err != nil {
-			return err
-		}
-		lines, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		return err
-	})
+	ctx := t.Context()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // only settings to discard
+	if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := tx.Query(ctx, "EXPLAIN "+sql, args...)
+	if err != nil {
+		t.Fatalf("EXPLAIN: %v", err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		t.Fatalf("EXPLAIN: %v", err)
 	}
