@@ -14,6 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/kadstore/kadstore/internal/identity"
 	"github.com/kadstore/kadstore/store"
 	"github.com/kadstore/kadstore/store/pebblestore"
 )
@@ -53,7 +56,21 @@ func (t *target) openStore(readOnly bool) (store.Store, error) {
 			return nil, fmt.Errorf("no store in %s: %w", dir, err)
 		}
 	}
-	s, err := pebblestore.Open(sdir, pebblestore.Options{ReadOnly: readOnly})
+	opts := pebblestore.Options{ReadOnly: readOnly}
+	if !readOnly {
+		// The node indexes its own records by peer; open with the same
+		// index, or the store would drop it and the node rebuild it.
+		key, _, err := identity.LoadOrCreate(filepath.Join(dir, identity.FileName))
+		if err != nil {
+			return nil, err
+		}
+		self, err := peer.IDFromPrivateKey(key)
+		if err != nil {
+			return nil, err
+		}
+		opts.IndexedPeers = []peer.ID{self}
+	}
+	s, err := pebblestore.Open(sdir, opts)
 	if errors.Is(err, pebblestore.ErrLocked) {
 		return nil, fmt.Errorf("%s is held by a running node: use --api to ask it instead (%w)", dir, err)
 	}

@@ -174,7 +174,11 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
 	if err != nil {
 		return d, err
 	}
-	if d.Store, err = openStore(ctx, cfg, d.log); err != nil {
+	self, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return d, fmt.Errorf("daemon: identity: %w", err)
+	}
+	if d.Store, err = openStore(ctx, cfg, self, d.log); err != nil {
 		return d, err
 	}
 	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -250,11 +254,13 @@ func parsePeers(addrs []string) ([]peer.AddrInfo, error) {
 	return out, nil
 }
 
-func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, error) {
+// openStore opens the configured store. A Pebble store indexes the node's own
+// records by peer, so that the reprovider's scan of them reads only them.
+func openStore(ctx context.Context, cfg Config, self peer.ID, log *slog.Logger) (store.Store, error) {
 	sopts := store.Options{Logger: log}
 	switch {
 	case cfg.Store == "" || cfg.Store == "pebble":
-		s, err := pebblestore.Open(filepath.Join(cfg.DataDir, "store"), pebblestore.Options{Options: sopts})
+		s, err := pebblestore.Open(filepath.Join(cfg.DataDir, "store"), pebblestore.Options{Options: sopts, IndexedPeers: []peer.ID{self}})
 		if errors.Is(err, pebblestore.ErrLocked) {
 			return nil, fmt.Errorf("%w: %v", ErrLocked, err)
 		}

@@ -11,10 +11,11 @@
 //
 // Layout. Provider records are rows keyed by (kadkey, provider), where kadkey
 // is the SHA-256 of the record key: a provider lookup and a keyspace region
-// are each one range of the primary key, in scan order. A (provider, kadkey)
-// index serves scans of one provider's records, and an index on expiry time
-// serves Expire, so its cost grows with what expired. Value records are keyed
-// by kadkey, with the same two indexes. Record counts live in a small table
+// are each one range of the primary key, in scan order. A (provider_hash,
+// kadkey) index (provider_hash: the first 8 bytes of the SHA-256 of the
+// provider ID) serves scans of one provider's records, and an index on expiry
+// time serves Expire, so its cost grows with what expired. Value records are
+// keyed by kadkey, with a (publisher, kadkey) and an expiry index. Record counts live in a small table
 // of counters updated by the statements that insert and delete, so Stats and
 // Limits.MaxRecords never count rows.
 //

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kadstore/kadstore/store"
 	"github.com/kadstore/kadstore/store/pgstore"
@@ -59,6 +60,11 @@ func TestUnreachable(t *testing.T) {
 	_, err = pgstore.Open(t.Context(), u.String(), pgstore.Options{})
 	if !errors.Is(err, pgstore.ErrUnavailable) {
 		t.Errorf("Open of a closed port: %v, want ErrUnavailable", err)
+	}
+	// The pgx error is wrapped, not replaced: callers can still see why.
+	var ce *pgconn.ConnectError
+	if !errors.As(err, &ce) {
+		t.Errorf("Open of a closed port: %v (%T) does not wrap the *pgconn.ConnectError", err, err)
 	}
 }
 

@@ -19,13 +19,12 @@ import (
 
 // DSNEnv names the environment variable with the DSN of a database the tests
 // may use (they create and drop schemas in it). Without it they skip.
-const DSNEnv = "KADSTORE_TEST_POSTGRES"
+const DSNEnv = pgstore.TestDSNEnv
 
 // cleanupTimeout bounds the work of a test's cleanup.
 const cleanupTimeout = 30 * time.Second
 
-const skipMessage = DSNEnv + " is not set: pgstore tests need PostgreSQL. " +
-	`Run them with: eval "$(sudo bash .ci/postgres.sh)" && go test ./store/pgstore/ (see docs/POSTGRES.md)`
+const skipMessage = pgstore.TestSkipMessage
 
 // testDSN returns the test database's DSN, or skips the test.
 func testDSN(t testing.TB) string {

@@ -27,38 +27,15 @@ import (
 // statements, whatever a small test table's statistics would make the
 // planner prefer.
 func TestPlans(t *testing.T) {
-	dsn := os.Getenv("KADSTORE_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("KADSTORE_TEST_POSTGRES is not set (see docs/POSTGRES.md)")
-	}
 	ctx := t.Context()
-	schema := fmt.Sprintf("kst_plans_%x", rand.Uint64())
 	clock := storetest.NewClock(storetest.Start)
-	s, err := Open(ctx, dsn, Options{
-		Schema:   schema,
+	s, _ := openInternal(t, Options{
 		MaxConns: 2,
 		Options: store.Options{
 			Now: clock.Now,
 			// Every limit on, so addProviders has all its checks.
 			Limits: store.Limits{MaxRecordsPerProvider: 1000},
 		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		s.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop schema: %v", err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
 	})
 
 	// Some rows, so the plans are those of a table with statistics.
@@ -141,6 +118,36 @@ func TestPlans(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openInternal opens a store on a new schema, dropped when the test ends,
+// and returns it with the DSN; it skips the test without a database.
+func openInternal(t *testing.T, opts Options) (*Store, string) {
+	t.Helper()
+	dsn := os.Getenv(TestDSNEnv)
+	if dsn == "" {
+		t.Skip(TestSkipMessage)
+	}
+	opts.Schema = fmt.Sprintf("kst_internal_%x", rand.Uint64())
+	s, err := Open(t.Context(), dsn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("drop schema: %v", err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{opts.Schema}.Sanitize()+" CASCADE"); err != nil {
+			t.Errorf("drop schema: %v", err)
+		}
+	})
+	return s, dsn
 }
 
 // explain returns the plan of a statement with its arguments, without running

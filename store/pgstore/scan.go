@@ -22,7 +22,7 @@ func after(k record.KadKey) []byte { return append(k[:], 0) }
 
 // Scan returns one page of live records in keyspace order. Each page is one
 // index range read of at most opts.Limit rows: the primary key for a whole-store
-// or region scan, the (provider, kadkey) or (publisher, kadkey) index for a
+// or region scan, the (provider_hash, kadkey) or (publisher, kadkey) index for a
 // scan of one peer's records. Expired rows in the range are read and dropped,
 // so a page may hold fewer than Limit records while Next is not nil.
 func (s *Store) Scan(ctx context.Context, opts store.ScanOptions) (store.Page, error) {
