@@ -15,9 +15,9 @@
 // kadkey) index (provider_hash: the first 8 bytes of the SHA-256 of the
 // provider ID) serves scans of one provider's records, and an index on expiry
 // time serves Expire, so its cost grows with what expired. Value records are
-// keyed by kadkey, with a (publisher, kadkey) and an expiry index. Record counts live in a small table
-// of counters updated by the statements that insert and delete, so Stats and
-// Limits.MaxRecords never count rows.
+// keyed by kadkey, with a (publisher, kadkey) and an expiry index. Record
+// counts live in a small table of counters updated by the statements that
+// insert and delete, so Stats and Limits.MaxRecords never count rows.
 //
 // Writes. Each call is one statement, so one round trip, that checks the
 // limits, writes, and updates the counters atomically. AddProviders sends a
