@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/kadstore/kadstore/internal/p2ptest"
 	"github.com/kadstore/kadstore/kad"
 	"github.com/kadstore/kadstore/kad/internal/pb"
 )
@@ -71,7 +72,7 @@ func TestBadInput(t *testing.T) {
 	n := newKadNode(t, nil, kad.StreamIdleTimeout(300*time.Millisecond))
 	peerB := newKadNode(t, nil)
 	connect(t, peerB.h, n.h)
-	waitUntil(t, 30*time.Second, "a routing-table peer", func() bool { return len(n.RoutingPeers()) > 0 })
+	p2ptest.WaitUntil(t, 30*time.Second, "a routing-table peer", func() bool { return len(n.RoutingPeers()) > 0 })
 	attacker := newHost(t)
 	other := newHost(t)
 	otherAddrs := [][]byte{other.Addrs()[0].Bytes()}
@@ -130,7 +131,7 @@ func TestBadInput(t *testing.T) {
 				}
 			}
 			expectReset(t, s)
-			waitUntil(t, 30*time.Second, "the metric", func() bool { return received(tc.typ, tc.outcome) == before+1 })
+			p2ptest.WaitUntil(t, 30*time.Second, "the metric", func() bool { return received(tc.typ, tc.outcome) == before+1 })
 			if tc.reason != "" && rejected(tc.reason) != beforeRej+1 {
 				t.Errorf("records_rejected{%s} = %v, want %v", tc.reason, rejected(tc.reason), beforeRej+1)
 			}

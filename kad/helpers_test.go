@@ -8,14 +8,11 @@ import (
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
-	"github.com/libp2p/go-libp2p/p2p/security/noise"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/kadstore/kadstore/internal/p2ptest"
 	"github.com/kadstore/kadstore/kad"
 	"github.com/kadstore/kadstore/store"
 	"github.com/kadstore/kadstore/store/memstore"
@@ -25,22 +22,7 @@ import (
 // the end of the test.
 func newHost(t testing.TB, opts ...libp2p.Option) host.Host {
 	t.Helper()
-	base := []libp2p.Option{
-		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
-		libp2p.NoTransports,
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
-		libp2p.DisableRelay(),
-		libp2p.DisableMetrics(),
-		libp2p.ResourceManager(&network.NullResourceManager{}),
-	}
-	h, err := libp2p.New(append(base, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
+	return p2ptest.NewHost(t, opts...)
 }
 
 // testOpts are the node options every test uses: short timeouts, so failure
@@ -102,20 +84,6 @@ func connect(t testing.TB, a, b host.Host) {
 	defer cancel()
 	if err := a.Connect(ctx, addrInfo(b)); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// waitUntil polls cond until it holds, failing the test after timeout.
-func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
 	}
 }
 

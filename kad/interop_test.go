@@ -16,6 +16,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/kadstore/kadstore/internal/p2ptest"
 )
 
 // The interoperability tests run one network of go-libp2p-kad-dht v0.42.2
@@ -90,7 +92,7 @@ func TestInterop(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, k := range holders {
-			waitUntil(t, 30*time.Second, "kadstore node to store the go node's record", func() bool {
+			p2ptest.WaitUntil(t, 30*time.Second, "kadstore node to store the go node's record", func() bool {
 				recs, err := k.st.Providers(ctx, c.Hash(), 0)
 				return err == nil && len(recs) == 1 && recs[0].Provider == g0.Host().ID() && len(recs[0].Addrs) > 0
 			})
@@ -113,7 +115,7 @@ func TestInterop(t *testing.T) {
 		}
 		// ADD_PROVIDER is not answered: wait until one closest go node holds it.
 		closest := tn.closestTruth(c.Hash(), k0.h.ID(), 20)
-		waitUntil(t, 30*time.Second, "a go node to store the record", func() bool {
+		p2ptest.WaitUntil(t, 30*time.Second, "a go node to store the record", func() bool {
 			for _, d := range tn.gos {
 				if !slices.Contains(closest, d.Host().ID()) {
 					continue
@@ -220,7 +222,7 @@ func TestInterop(t *testing.T) {
 		if err := msgr.PutProviderAddrs(ctx, k0.h.ID(), c.Hash(), peer.AddrInfo{ID: other.ID(), Addrs: other.Addrs()}); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, 30*time.Second, "the foreign record to be counted", func() bool {
+		p2ptest.WaitUntil(t, 30*time.Second, "the foreign record to be counted", func() bool {
 			return metric(t, k0.reg, "kadstore_kad_records_rejected_total", map[string]string{"reason": "foreign_provider"}) == before+1
 		})
 		if recs, err := k0.st.Providers(ctx, c.Hash(), 0); err != nil || len(recs) != 0 {

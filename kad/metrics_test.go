@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kadstore/kadstore/internal/p2ptest"
 	"github.com/kadstore/kadstore/kad"
 	"github.com/kadstore/kadstore/store"
 	"github.com/kadstore/kadstore/store/memstore"
@@ -15,7 +16,7 @@ func TestMetrics(t *testing.T) {
 	a := newKadNode(t, nil)
 	b := newKadNode(t, nil)
 	connect(t, a.h, b.h)
-	waitUntil(t, 30*time.Second, "routing tables", func() bool {
+	p2ptest.WaitUntil(t, 30*time.Second, "routing tables", func() bool {
 		return inTable(a.RoutingPeers(), b.h.ID()) && inTable(b.RoutingPeers(), a.h.ID())
 	})
 	ctx := ctxTimeout(t, 30*time.Second)
@@ -36,7 +37,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("a sent %s: %v", typ, got)
 		}
 	}
-	waitUntil(t, 30*time.Second, "b to count the ADD_PROVIDER", func() bool {
+	p2ptest.WaitUntil(t, 30*time.Second, "b to count the ADD_PROVIDER", func() bool {
 		return metric(t, b.reg, "kadstore_kad_messages_received_total", map[string]string{"type": "ADD_PROVIDER", "outcome": "ok"}) == 1
 	})
 	if got := metric(t, b.reg, "kadstore_kad_messages_received_total", map[string]string{"type": "PUT_VALUE", "outcome": "ok"}); got != 1 {

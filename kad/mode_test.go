@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 
+	"github.com/kadstore/kadstore/internal/p2ptest"
 	"github.com/kadstore/kadstore/kad"
 )
 
@@ -31,13 +32,15 @@ func TestClientMode(t *testing.T) {
 		t.Fatal("a client serves the protocol")
 	}
 	// The client uses servers, but no server adds the client.
-	waitUntil(t, 30*time.Second, "the client to add the server", func() bool { return inTable(client.RoutingPeers(), server.h.ID()) })
+	p2ptest.WaitUntil(t, 30*time.Second, "the client to add the server", func() bool { return inTable(client.RoutingPeers(), server.h.ID()) })
+	// The server must know the other server before the client's lookup can
+	// find it through the server.
+	p2ptest.WaitUntil(t, 30*time.Second, "the server to add the other server", func() bool { return inTable(server.RoutingPeers(), other.h.ID()) })
 	ctx := ctxTimeout(t, 30*time.Second)
 	got, err := client.GetClosestPeers(ctx, []byte("key"))
 	if err != nil || len(got) != 2 {
 		t.Fatalf("client lookup: %v, %v", got, err)
 	}
-	waitUntil(t, 30*time.Second, "the server to add the other server", func() bool { return inTable(server.RoutingPeers(), other.h.ID()) })
 	if inTable(server.RoutingPeers(), client.h.ID()) || inTable(other.RoutingPeers(), client.h.ID()) {
 		t.Fatal("a server added a client to its routing table")
 	}
@@ -52,7 +55,7 @@ func TestClientMode(t *testing.T) {
 func TestAutoMode(t *testing.T) {
 	public := newKadNodeOn(t, newHost(t, libp2p.ForceReachabilityPublic()), nil, kad.Mode(kad.ModeAuto))
 	private := newKadNodeOn(t, newHost(t, libp2p.ForceReachabilityPrivate()), nil, kad.Mode(kad.ModeAuto))
-	waitUntil(t, 30*time.Second, "the public node to serve", public.Serving)
+	p2ptest.WaitUntil(t, 30*time.Second, "the public node to serve", public.Serving)
 	if private.Serving() || advertises(private) {
 		t.Fatal("a privately reachable node in auto mode serves")
 	}
@@ -74,11 +77,11 @@ func TestAutoMode(t *testing.T) {
 	if err := em.Emit(event.EvtLocalReachabilityChanged{Reachability: network.ReachabilityPublic}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 30*time.Second, "a peer to add the node once public", func() bool { return inTable(watcher.RoutingPeers(), n.h.ID()) })
+	p2ptest.WaitUntil(t, 30*time.Second, "a peer to add the node once public", func() bool { return inTable(watcher.RoutingPeers(), n.h.ID()) })
 	if err := em.Emit(event.EvtLocalReachabilityChanged{Reachability: network.ReachabilityPrivate}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 30*time.Second, "the peer to drop the node once private", func() bool { return !inTable(watcher.RoutingPeers(), n.h.ID()) })
+	p2ptest.WaitUntil(t, 30*time.Second, "the peer to drop the node once private", func() bool { return !inTable(watcher.RoutingPeers(), n.h.ID()) })
 	if n.Serving() || advertises(n) {
 		t.Fatal("still serving after becoming private")
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/kadstore/kadstore/internal/p2ptest"
 	"github.com/kadstore/kadstore/kad"
 )
 
@@ -61,7 +62,7 @@ func buildNet(t *testing.T, nGo, nKad int, kopts ...kad.Option) *testNet {
 	// Identify puts every node in the first node's table; then each node
 	// looks itself up through it and meets its neighbours.
 	holdable := tableCapacity(hs[0].ID(), tn.hosts(), 20)
-	waitUntil(t, 60*time.Second, "nodes to join the first node's table", func() bool {
+	p2ptest.WaitUntil(t, 60*time.Second, "nodes to join the first node's table", func() bool {
 		return len(tn.tablePeers(0)) >= holdable
 	})
 	ctx := ctxTimeout(t, 120*time.Second)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/kadstore/kadstore/internal/p2ptest"
 	"github.com/kadstore/kadstore/kad"
 )
 
@@ -53,7 +54,7 @@ func TestKadNetwork(t *testing.T) {
 			}
 		}
 		closest := tn.closestTruth(c.Hash(), "", 20)
-		waitUntil(t, 30*time.Second, "the closest nodes to store all three records", func() bool {
+		p2ptest.WaitUntil(t, 30*time.Second, "the closest nodes to store all three records", func() bool {
 			for _, k := range ks {
 				if !slices.Contains(closest, k.h.ID()) {
 					continue

@@ -6,6 +6,8 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multihash"
+
+	"github.com/kadstore/kadstore/internal/p2ptest"
 )
 
 func testCID(t testing.TB, s string) cid.Cid {
@@ -21,7 +23,7 @@ func TestTwoNodesProvideFind(t *testing.T) {
 	a := newKadNode(t, nil)
 	b := newKadNode(t, nil)
 	connect(t, a.h, b.h)
-	waitUntil(t, 30*time.Second, "routing tables", func() bool {
+	p2ptest.WaitUntil(t, 30*time.Second, "routing tables", func() bool {
 		return inTable(a.RoutingPeers(), b.h.ID()) && inTable(b.RoutingPeers(), a.h.ID())
 	})
 	ctx := ctxTimeout(t, 20*time.Second)
@@ -30,7 +32,7 @@ func TestTwoNodesProvideFind(t *testing.T) {
 		t.Fatal(err)
 	}
 	// ADD_PROVIDER has no answer: b stores the record after Provide returns.
-	waitUntil(t, 30*time.Second, "b to store the record", func() bool {
+	p2ptest.WaitUntil(t, 30*time.Second, "b to store the record", func() bool {
 		recs, err := b.st.Providers(ctx, c.Hash(), 0)
 		return err == nil && len(recs) == 1 && recs[0].Provider == a.h.ID() && len(recs[0].Addrs) > 0
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/kadstore/kadstore/internal/p2ptest"
 	"github.com/kadstore/kadstore/store/pebblestore"
 )
 
@@ -56,7 +57,7 @@ func TestRestartKeepsProviderAddresses(t *testing.T) {
 	querier := newGoNode(t)
 	connect(t, provider.Host(), k.h)
 	connect(t, provider.Host(), g.Host())
-	waitUntil(t, 30*time.Second, "the provider's routing table", func() bool {
+	p2ptest.WaitUntil(t, 30*time.Second, "the provider's routing table", func() bool {
 		return len(provider.RoutingTable().ListPeers()) == 2
 	})
 	ctx := ctxTimeout(t, 60*time.Second)
@@ -64,7 +65,7 @@ func TestRestartKeepsProviderAddresses(t *testing.T) {
 	if err := provider.Provide(ctx, c, true); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 30*time.Second, "both nodes to store the record", func() bool {
+	p2ptest.WaitUntil(t, 30*time.Second, "both nodes to store the record", func() bool {
 		recs, err := k.st.Providers(ctx, c.Hash(), 0)
 		gp, gerr := g.ProviderStore().GetProviders(ctx, c.Hash())
 		return err == nil && len(recs) == 1 && gerr == nil && len(gp) == 1

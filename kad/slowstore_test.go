@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kadstore/kadstore/internal/p2ptest"
 	"github.com/kadstore/kadstore/kad"
 	"github.com/kadstore/kadstore/kad/internal/pb"
 	"github.com/kadstore/kadstore/store"
@@ -74,7 +75,7 @@ func TestSlowStore(t *testing.T) {
 	t.Cleanup(release) // before the node's Close, which waits for store calls
 	peerB := newKadNode(t, nil)
 	connect(t, peerB.h, n.h)
-	waitUntil(t, 30*time.Second, "a routing-table peer", func() bool { return len(n.RoutingPeers()) > 0 })
+	p2ptest.WaitUntil(t, 30*time.Second, "a routing-table peer", func() bool { return len(n.RoutingPeers()) > 0 })
 
 	// Four clients ask for providers at once: two calls enter the store and
 	// block, two wait for a slot. All four streams are reset.
@@ -97,7 +98,7 @@ func TestSlowStore(t *testing.T) {
 	s := rawStream(t, newHost(t), n)
 	r := bufio.NewReader(s)
 	var pingTimes []time.Duration
-	waitUntil(t, 30*time.Second, "both store slots to be taken", func() bool { return bs.calls() == 2 })
+	p2ptest.WaitUntil(t, 30*time.Second, "both store slots to be taken", func() bool { return bs.calls() == 2 })
 	for range 20 {
 		start := time.Now()
 		if resp := roundTrip(t, s, r, &pb.Message{Type: pb.Ping}); resp.Type != pb.Ping {

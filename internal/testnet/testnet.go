@@ -20,14 +20,11 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
-	"github.com/libp2p/go-libp2p/p2p/security/noise"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	mh "github.com/multiformats/go-multihash"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kadstore/kadstore/internal/p2ptest"
 	"github.com/kadstore/kadstore/kad"
 	"github.com/kadstore/kadstore/store"
 	"github.com/kadstore/kadstore/store/pebblestore"
@@ -77,17 +74,7 @@ type node struct {
 }
 
 func newHost(key crypto.PrivKey) (host.Host, error) {
-	return libp2p.New(
-		libp2p.Identity(key),
-		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
-		libp2p.NoTransports,
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
-		libp2p.DisableRelay(),
-		libp2p.DisableMetrics(),
-		libp2p.ResourceManager(&network.NullResourceManager{}),
-	)
+	return p2ptest.New(libp2p.Identity(key))
 }
 
 func (n *node) start(bootstrap []peer.AddrInfo, logger *slog.Logger) error {

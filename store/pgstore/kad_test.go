@@ -7,17 +7,13 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
-	"github.com/libp2p/go-libp2p/p2p/security/noise"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	mh "github.com/multiformats/go-multihash"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kadstore/kadstore/internal/p2ptest"
 	"github.com/kadstore/kadstore/kad"
 	"github.com/kadstore/kadstore/store"
 	"github.com/kadstore/kadstore/store/memstore"
@@ -37,20 +33,7 @@ type dhtNode struct {
 // node and the host are closed when the test ends, before st.
 func newDHTNode(t *testing.T, st store.Store, mode kad.ModeOpt) *dhtNode {
 	t.Helper()
-	h, err := libp2p.New(
-		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
-		libp2p.NoTransports,
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
-		libp2p.DisableRelay(),
-		libp2p.DisableMetrics(),
-		libp2p.ResourceManager(&network.NullResourceManager{}),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
+	h := p2ptest.NewHost(t)
 	reg := prometheus.NewRegistry()
 	n, err := kad.New(h, st, kad.Mode(mode), kad.RefreshInterval(0), kad.Registerer(reg))
 	if err != nil {
@@ -89,22 +72,6 @@ func (n *dhtNode) received(t *testing.T, typ, outcome string) int {
 		}
 	}
 	return int(total)
-}
-
-// waitFor polls cond until it holds, failing the test after timeout. It is
-// only for events the protocol does not acknowledge (ADD_PROVIDER has no
-// answer, and identify completes in the background).
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
 }
 
 func contentKey(t *testing.T, s string) []byte {
@@ -175,7 +142,7 @@ func TestSharedDatabaseDHT(t *testing.T) {
 	if err := prov.SendAddProviders(ctx, a.Self(), shared); err != nil {
 		t.Fatalf("SendAddProviders to A: %v", err)
 	}
-	waitFor(t, 30*time.Second, "A to handle the ADD_PROVIDER", func() bool {
+	p2ptest.WaitUntil(t, 30*time.Second, "A to handle the ADD_PROVIDER", func() bool {
 		return a.received(t, "ADD_PROVIDER", "") > 0
 	})
 	if got := a.received(t, "ADD_PROVIDER", "ok"); got != 1 {
@@ -186,7 +153,7 @@ func TestSharedDatabaseDHT(t *testing.T) {
 	if err := client.h.Connect(ctx, peer.AddrInfo{ID: b.Self(), Addrs: b.h.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "B in the client's routing table", func() bool {
+	p2ptest.WaitUntil(t, 30*time.Second, "B in the client's routing table", func() bool {
 		return slices.Contains(client.RoutingPeers(), b.Self())
 	})
 	got := map[peer.ID][]string{}

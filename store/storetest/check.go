@@ -58,28 +58,17 @@ func fmtTime(t time.Time) string {
 // diffProviders describes how got differs from want, both in order; "" if
 // they are equal.
 func diffProviders(got, want []store.ProviderRecord) string {
-	if slices.EqualFunc(got, want, store.ProviderRecord.Equal) {
-		return ""
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "got %d records, want %d:", len(got), len(want))
-	for i := range max(len(got), len(want)) {
-		switch {
-		case i >= len(got):
-			fmt.Fprintf(&b, "\n  [%d] missing, want %s", i, fmtProvider(want[i]))
-		case i >= len(want):
-			fmt.Fprintf(&b, "\n  [%d] extra %s", i, fmtProvider(got[i]))
-		case !got[i].Equal(want[i]):
-			fmt.Fprintf(&b, "\n  [%d] got  %s\n  [%d] want %s", i, fmtProvider(got[i]), i, fmtProvider(want[i]))
-		}
-	}
-	return b.String()
+	return diffRecords(got, want, store.ProviderRecord.Equal, fmtProvider)
 }
 
 // diffValues describes how got differs from want, both in order; "" if they
 // are equal.
 func diffValues(got, want []store.ValueRecord) string {
-	if slices.EqualFunc(got, want, store.ValueRecord.Equal) {
+	return diffRecords(got, want, store.ValueRecord.Equal, fmtValue)
+}
+
+func diffRecords[R any](got, want []R, equal func(R, R) bool, format func(R) string) string {
+	if slices.EqualFunc(got, want, equal) {
 		return ""
 	}
 	var b strings.Builder
@@ -87,11 +76,11 @@ func diffValues(got, want []store.ValueRecord) string {
 	for i := range max(len(got), len(want)) {
 		switch {
 		case i >= len(got):
-			fmt.Fprintf(&b, "\n  [%d] missing, want %s", i, fmtValue(want[i]))
+			fmt.Fprintf(&b, "\n  [%d] missing, want %s", i, format(want[i]))
 		case i >= len(want):
-			fmt.Fprintf(&b, "\n  [%d] extra %s", i, fmtValue(got[i]))
-		case !got[i].Equal(want[i]):
-			fmt.Fprintf(&b, "\n  [%d] got  %s\n  [%d] want %s", i, fmtValue(got[i]), i, fmtValue(want[i]))
+			fmt.Fprintf(&b, "\n  [%d] extra %s", i, format(got[i]))
+		case !equal(got[i], want[i]):
+			fmt.Fprintf(&b, "\n  [%d] got  %s\n  [%d] want %s", i, format(got[i]), i, format(want[i]))
 		}
 	}
 	return b.String()
