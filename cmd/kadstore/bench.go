@@ -30,7 +30,7 @@ var benchCommand = command{
 
 // benchBackends are the stores `kadstore bench --backend` can run on, each
 // with its default options. postgres needs --dsn.
-func benchBackend(name, dsn, schemaPrefix string) (bench.Backend, error) {
+func benchBackend(name, dsn, schemaPrefix string, analyze bool) (bench.Backend, error) {
 	switch name {
 	case "pebble":
 		return bench.Backend{
@@ -54,7 +54,7 @@ func benchBackend(name, dsn, schemaPrefix string) (bench.Backend, error) {
 		if schemaPrefix == "" {
 			schemaPrefix = fmt.Sprintf("kadstore_bench_%d_%04x", os.Getpid(), time.Now().UnixNano()&0xffff)
 		}
-		return pgBenchBackend(dsn, schemaPrefix), nil
+		return pgBenchBackend(dsn, schemaPrefix, analyze), nil
 	default:
 		return bench.Backend{}, fmt.Errorf("unknown backend %q (want pebble, memory or postgres)", name)
 	}
@@ -64,8 +64,28 @@ func benchBackend(name, dsn, schemaPrefix string) (bench.Backend, error) {
 // store of the run (ingest, store) gets a schema of its own, prefix_ingest and
 // prefix_store, so a run never touches existing data and two runs with
 // different prefixes do not meet; Remove drops the schema.
-func pgBenchBackend(dsn, prefix string) bench.Backend {
+//
+// With analyze, the store's tables are analyzed after the bulk ingest (see
+// the --pg-analyze flag).
+func pgBenchBackend(dsn, prefix string, analyze bool) bench.Backend {
 	schema := func(dir string) string { return prefix + "_" + filepath.Base(dir) }
+	exec := func(ctx context.Context, sql string) error {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	var afterBulk func(ctx context.Context, dir string) error
+	if analyze {
+		afterBulk = func(ctx context.Context, dir string) error {
+			return exec(ctx, "ANALYZE "+pgx.Identifier{schema(dir), "provider_records"}.Sanitize())
+		}
+	}
 	return bench.Backend{
 		Name:          "postgres",
 		Persistent:    true,
@@ -74,16 +94,9 @@ func pgBenchBackend(dsn, prefix string) bench.Backend {
 			return pgstore.Open(ctx, dsn, pgstore.Options{Options: opts, Schema: schema(dir)})
 		},
 		Remove: func(ctx context.Context, dir string) error {
-			ctx, cancel := context.WithTimeout(ctx, time.Minute)
-			defer cancel()
-			conn, err := pgx.Connect(ctx, dsn)
-			if err != nil {
-				return err
-			}
-			defer conn.Close(context.WithoutCancel(ctx))
-			_, err = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema(dir)}.Sanitize()+" CASCADE")
-			return err
+			return exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema(dir)}.Sanitize()+" CASCADE")
 		},
+		AfterBulk: afterBulk,
 	}
 }
 
@@ -94,6 +107,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		backend    = fs.String("backend", "pebble", "store backend: pebble, memory or postgres")
 		dsn        = fs.String("dsn", "", "PostgreSQL connection string for --backend postgres (the run creates and drops its own schemas)")
 		pgPrefix   = fs.String("schema-prefix", "", "prefix of the schemas a postgres run creates (default kadstore_bench_<pid>_<random>)")
+		pgAnalyze  = fs.Bool("pg-analyze", false, "postgres: ANALYZE the store's table after the bulk ingest, untimed, as an operator would after a bulk load")
 		asJSON     = fs.Bool("json", false, "print one JSON object instead of a table")
 		cpuProfile = fs.String("cpuprofile", "", "write a CPU profile of the whole run (or of --profile-phase) to this file")
 		profPhase  = fs.String("profile-phase", "", "limit --cpuprofile to this phase (raw-pebble, ingest, bulk-ingest, reopen, lookup-hit, lookup-hit-serial, lookup-miss, scan, expire)")
@@ -111,7 +125,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	b, err := benchBackend(*backend, *dsn, *pgPrefix)
+	b, err := benchBackend(*backend, *dsn, *pgPrefix, *pgAnalyze)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return errUsage

@@ -44,6 +44,10 @@ type Backend struct {
 	// store, read just before the reopen phase closes it, instead of the
 	// size of dir after Close: for backends whose data is not in dir.
 	DiskFromStats bool
+	// AfterBulk, if set, runs untimed after the bulk ingest, on the store's
+	// dir, before the reopen phase: maintenance an operator would run after
+	// a bulk load (e.g. ANALYZE in PostgreSQL).
+	AfterBulk func(ctx context.Context, dir string) error
 }
 
 // Config selects the workload and how it is run. Zero fields take the
@@ -231,6 +235,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			_ = r.remove(context.WithoutCancel(ctx), r.dir("store"))
 		}
 	}()
+	if cfg.Backend.AfterBulk != nil {
+		if err := cfg.Backend.AfterBulk(ctx, r.dir("store")); err != nil {
+			return nil, fmt.Errorf("bench: after bulk ingest: %w", err)
+		}
+	}
 	if cfg.Backend.Persistent {
 		s, err = r.reopen(ctx, s)
 		if err != nil {
