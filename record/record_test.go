@@ -2,35 +2,20 @@ package record_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"errors"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/kadstore/kadstore/record"
+	"github.com/kadstore/kadstore/store/storetest"
 )
-
-func newPeer(t testing.TB) peer.ID {
-	t.Helper()
-	_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
 
 func sampleProvider(t testing.TB) record.ProviderRecord {
 	return record.ProviderRecord{
 		Key:      append([]byte{0x12, 0x20}, bytes.Repeat([]byte{7}, 32)...),
-		Provider: newPeer(t),
+		Provider: storetest.NewPeer(t),
 		Addrs: []ma.Multiaddr{
 			ma.StringCast("/ip4/192.0.2.1/tcp/4001"),
 			ma.StringCast("/ip4/192.0.2.1/udp/4001/quic-v1"),
@@ -43,7 +28,7 @@ func sampleValue(t testing.TB) record.ValueRecord {
 	return record.ValueRecord{
 		Key:       []byte("/pk/some-key"),
 		Value:     []byte("the value"),
-		Publisher: newPeer(t),
+		Publisher: storetest.NewPeer(t),
 		Received:  time.UnixMilli(1_790_000_000_000),
 		Expires:   time.UnixMilli(1_790_172_800_000),
 	}

@@ -2,30 +2,17 @@ package store_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/kadstore/kadstore/record"
 	"github.com/kadstore/kadstore/store"
+	"github.com/kadstore/kadstore/store/storetest"
 )
 
-func newPeer(t *testing.T) peer.ID {
-	t.Helper()
-	_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := peer.IDFromPublicKey(pub)
-	return id
-}
-
 func TestCursorRoundTrip(t *testing.T) {
-	p := newPeer(t)
+	p := storetest.NewPeer(t)
 	pos := store.Position{Key: record.KadKeyOf([]byte("k")), Provider: p}
 	got, err := store.NewCursor(store.Providers, pos).Decode(store.Providers)
 	if err != nil || got != pos {
@@ -39,7 +26,7 @@ func TestCursorRoundTrip(t *testing.T) {
 }
 
 func TestCursorRejects(t *testing.T) {
-	good := store.NewCursor(store.Providers, store.Position{Provider: newPeer(t)})
+	good := store.NewCursor(store.Providers, store.Position{Provider: storetest.NewPeer(t)})
 	bad := map[string]struct {
 		c    store.Cursor
 		kind store.Kind
@@ -71,7 +58,7 @@ func TestLimitsChecks(t *testing.T) {
 	var l store.Limits
 	l.EnsureDefaults()
 	now := time.UnixMilli(1_800_000_000_000)
-	p := newPeer(t)
+	p := storetest.NewPeer(t)
 	ok := store.ProviderRecord{Key: []byte("k"), Provider: p, Expires: now.Add(time.Hour)}
 	if err := l.CheckProvider(ok, now); err != nil {
 		t.Fatal(err)

@@ -3,30 +3,19 @@ package ndjson_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/kadstore/kadstore/internal/ndjson"
 	"github.com/kadstore/kadstore/store"
 	"github.com/kadstore/kadstore/store/memstore"
+	"github.com/kadstore/kadstore/store/storetest"
 )
-
-func newPeer(t *testing.T) peer.ID {
-	_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := peer.IDFromPublicKey(pub)
-	return id
-}
 
 func TestExportImportRoundTripsExactly(t *testing.T) {
 	ctx := context.Background()
@@ -35,7 +24,7 @@ func TestExportImportRoundTripsExactly(t *testing.T) {
 	exp := time.Now().Add(time.Hour)
 	for i := range 2500 { // more than one import batch and export page
 		err := src.AddProviders(ctx, store.ProviderRecord{
-			Key: []byte{byte(i >> 8), byte(i), 1}, Provider: newPeer(t),
+			Key: []byte{byte(i >> 8), byte(i), 1}, Provider: storetest.NewPeer(t),
 			Addrs:   []ma.Multiaddr{ma.StringCast("/ip4/192.0.2.1/tcp/4001"), ma.StringCast("/ip4/192.0.2.1/udp/4001/quic-v1")},
 			Expires: exp,
 		})
@@ -43,7 +32,7 @@ func TestExportImportRoundTripsExactly(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := src.PutValue(ctx, store.ValueRecord{Key: []byte("/pk/a"), Value: []byte{0, 1, 2}, Publisher: newPeer(t), Received: time.Now(), Expires: exp}); err != nil {
+	if err := src.PutValue(ctx, store.ValueRecord{Key: []byte("/pk/a"), Value: []byte{0, 1, 2}, Publisher: storetest.NewPeer(t), Received: time.Now(), Expires: exp}); err != nil {
 		t.Fatal(err)
 	}
 	if err := src.PutValue(ctx, store.ValueRecord{Key: []byte("/pk/b"), Value: []byte("x"), Received: time.Now(), Expires: exp}); err != nil {
@@ -75,7 +64,7 @@ func TestImportSkipsBadLinesAndKeepsTheRest(t *testing.T) {
 	ctx := context.Background()
 	s := memstore.New(store.Options{})
 	defer s.Close()
-	p := newPeer(t).String()
+	p := storetest.NewPeer(t).String()
 	exp := time.Now().Add(time.Hour).UnixMilli()
 	past := time.Now().Add(-time.Hour).UnixMilli()
 	lines := []string{

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	mh "github.com/multiformats/go-multihash"
@@ -23,19 +22,6 @@ import (
 	"github.com/kadstore/kadstore/store/memstore"
 	"github.com/kadstore/kadstore/store/storetest"
 )
-
-func newPeer(t testing.TB) peer.ID {
-	t.Helper()
-	_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
 
 // key returns the i-th test key, a sha2-256 multihash.
 func key(i int) []byte {
@@ -59,9 +45,9 @@ type fakeNet struct {
 }
 
 func newFakeNet(t testing.TB, n int) *fakeNet {
-	f := &fakeNet{self: newPeer(t), got: map[peer.ID]map[string]int{}}
+	f := &fakeNet{self: storetest.NewPeer(t), got: map[peer.ID]map[string]int{}}
 	for range n {
-		f.addPeer(newPeer(t))
+		f.addPeer(storetest.NewPeer(t))
 	}
 	return f
 }
@@ -134,7 +120,7 @@ var epoch = time.UnixMilli(1_800_000_000_000)
 // fill stores n own provider records and m records of another provider.
 func fill(t testing.TB, s store.Store, self peer.ID, n, m int, now time.Time) {
 	t.Helper()
-	other := newPeer(t)
+	other := storetest.NewPeer(t)
 	addrs := []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/4001")}
 	batch := make([]store.ProviderRecord, 0, 1000)
 	flush := func() {
@@ -264,7 +250,7 @@ func TestReplicateReachesNewClosestPeer(t *testing.T) {
 	s := memstore.New(store.Options{Now: clock.Now})
 	t.Cleanup(func() { s.Close() })
 	net := newFakeNet(t, 40)
-	rec := store.ValueRecord{Key: []byte("/pk/some-key"), Value: []byte("v"), Publisher: newPeer(t), Received: clock.Now(), Expires: clock.Now().Add(time.Hour)}
+	rec := store.ValueRecord{Key: []byte("/pk/some-key"), Value: []byte("v"), Publisher: storetest.NewPeer(t), Received: clock.Now(), Expires: clock.Now().Add(time.Hour)}
 	if err := s.PutValue(context.Background(), rec); err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +262,7 @@ func TestReplicateReachesNewClosestPeer(t *testing.T) {
 	target := record.KadKeyOf(rec.Key)
 	var newcomer peer.ID
 	for {
-		newcomer = newPeer(t)
+		newcomer = storetest.NewPeer(t)
 		if jobs.Closest(target, append(slices.Clone(net.peers), newcomer), 1)[0] == newcomer {
 			break
 		}
@@ -299,7 +285,7 @@ func TestRepublishRefreshesOwnValues(t *testing.T) {
 	t.Cleanup(func() { s.Close() })
 	net := newFakeNet(t, 30)
 	mine := store.ValueRecord{Key: []byte("/pk/mine"), Value: []byte("v"), Publisher: net.self, Received: clock.Now(), Expires: clock.Now().Add(time.Hour)}
-	theirs := store.ValueRecord{Key: []byte("/pk/theirs"), Value: []byte("v"), Publisher: newPeer(t), Received: clock.Now(), Expires: clock.Now().Add(time.Hour)}
+	theirs := store.ValueRecord{Key: []byte("/pk/theirs"), Value: []byte("v"), Publisher: storetest.NewPeer(t), Received: clock.Now(), Expires: clock.Now().Add(time.Hour)}
 	for _, r := range []store.ValueRecord{mine, theirs} {
 		if err := s.PutValue(context.Background(), r); err != nil {
 			t.Fatal(err)
@@ -325,7 +311,7 @@ func TestExpirerRemovesExactlyExpiredWhileLookupsGoOn(t *testing.T) {
 	clock := storetest.NewClock(epoch)
 	s := memstore.New(store.Options{Now: clock.Now})
 	t.Cleanup(func() { s.Close() })
-	self := newPeer(t)
+	self := storetest.NewPeer(t)
 	fill(t, s, self, 3000, 0, clock.Now()) // expire in 1 h
 	long := make([]store.ProviderRecord, 0, 500)
 	for i := range 500 {
@@ -388,7 +374,7 @@ func TestRegionBits(t *testing.T) {
 func TestEstimateNetworkSize(t *testing.T) {
 	var peers []peer.ID
 	for range 2000 {
-		peers = append(peers, newPeer(t))
+		peers = append(peers, storetest.NewPeer(t))
 	}
 	for range 5 {
 		var target record.KadKey

@@ -79,18 +79,14 @@ func floorMillis(t time.Time) int64 {
 // in one batch. It returns how many records it removed and where the next
 // chunk starts (nil if the range is done).
 func (s *Store) expireChunk(lower, upper []byte, max int) (int, []byte, error) {
-	s.wmu.Lock()
-	t := s.newTxn()
-	n, next, err := t.expire(lower, upper, max)
-	var wait func() error
-	if err == nil {
-		wait, err = t.commit()
-	}
-	s.wmu.Unlock()
-	if err == nil && wait != nil {
-		err = wait()
-	}
-	t.close()
+	var (
+		n    int
+		next []byte
+	)
+	err := s.write(func(t *txn) (err error) {
+		n, next, err = t.expire(lower, upper, max)
+		return err
+	})
 	if err != nil {
 		return 0, nil, err
 	}

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	cryptorand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	mh "github.com/multiformats/go-multihash"
@@ -95,4 +97,19 @@ func NewProviderRecord(rng *rand.Rand, key []byte, p peer.ID, expires time.Time)
 func NewValueRecord(rng *rand.Rand, key []byte, publisher peer.ID, received, expires time.Time) store.ValueRecord {
 	v := randomDigest(rng)[:rng.IntN(33)]
 	return store.ValueRecord{Key: key, Value: v, Publisher: publisher, Received: received, Expires: expires}
+}
+
+// NewPeer returns the peer ID of a fresh Ed25519 key, the form of most peer
+// IDs on the network (the public key is inlined in the ID).
+func NewPeer(t testing.TB) peer.ID {
+	t.Helper()
+	_, pub, err := crypto.GenerateEd25519Key(cryptorand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
