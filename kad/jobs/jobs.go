@@ -284,8 +284,8 @@ func EstimateNetworkSize(target record.KadKey, peers []peer.ID) int {
 
 // RegionBits returns the region prefix length for a network of n peers and
 // bucket size k: the longest prefix whose regions still hold about 2k peers
-// or more, so that one lookup plus the routing table covers the k closest
-// peers of every key in the region.
+// or more, so that each region most likely holds the k closest peers of all
+// its keys and a few lookups find them (see the package doc).
 func RegionBits(n, k int) int {
 	if n <= 0 || k <= 0 {
 		return 0

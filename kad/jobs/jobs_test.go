@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -42,6 +43,10 @@ type fakeNet struct {
 	lookups atomic.Int64
 	// onSend, if set, runs before each send (fault injection).
 	onSend func()
+	// exact, if > 0, makes Lookup return only the exact peers closest to
+	// the target, as a real lookup that learned nothing else would;
+	// otherwise Lookup returns every peer.
+	exact int
 }
 
 func newFakeNet(t testing.TB, n int) *fakeNet {
@@ -64,6 +69,9 @@ func (f *fakeNet) Lookup(ctx context.Context, target record.KadKey) ([]peer.ID, 
 	f.lookups.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.exact > 0 {
+		return jobs.Closest(target, f.peers, f.exact), nil
+	}
 	return slices.Clone(f.peers), nil
 }
 
@@ -164,10 +172,14 @@ func TestReprovideOneCycleHoldsOnePage(t *testing.T) {
 	if p.Sent != n*k {
 		t.Fatalf("sent %d records, want %d", p.Sent, n*k)
 	}
-	// 200 peers, k = 20: regions of 2 bits (4 regions), 1 estimate lookup.
-	if got := net.lookups.Load(); got != p.Lookups || got > 5 {
+	// 200 peers, k = 20: regions of 2 bits (4 regions of about 50 peers),
+	// 1 estimate lookup, then each region is split until its parts hold
+	// fewer than k peers: about 7 lookups a region. Far fewer than 16 a
+	// region, the bound of an exploration that split too deep.
+	if got := net.lookups.Load(); got != p.Lookups || got > 1+4*16 {
 		t.Fatalf("%d lookups (progress says %d) for %d keys", got, p.Lookups, n)
 	}
+	t.Logf("%d lookups for %d keys", p.Lookups, n)
 	// Every sampled key reached exactly its k closest peers.
 	for i := 0; i < n; i += 997 {
 		kk := key(i)
@@ -189,6 +201,46 @@ func TestReprovideOneCycleHoldsOnePage(t *testing.T) {
 	got, err := s.Providers(context.Background(), key(12345), 0)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("refreshed record gone after its old expiry: %v %v", got, err)
+	}
+}
+
+// A lookup learns only the peers closest to its target, so one lookup per
+// region does not name the closest peers of every key of a region that holds
+// more than k peers (a key near the region's edge has others). The walk must
+// find every peer of the region. Regions of 3 bits over 200 peers hold about
+// 25 peers each, some fewer than k = 20: then the closest peers of their keys
+// lie partly in the sibling region, which the walk must explore too.
+func TestReprovideReachesClosestPeersWithExactLookups(t *testing.T) {
+	const n, pageSize, k = 20_000, 1000, 20
+	for _, bits := range []int{0, 2, 3} { // 0: estimated (2 bits for 200 peers)
+		t.Run(fmt.Sprintf("bits=%d", bits), func(t *testing.T) {
+			clock := storetest.NewClock(epoch)
+			s := memstore.New(store.Options{Now: clock.Now})
+			t.Cleanup(func() { s.Close() })
+			net := newFakeNet(t, 200)
+			net.exact = k
+			fill(t, s, net.self, n, 0, clock.Now())
+			r := jobs.NewReprovider(s, net, jobs.WalkOptions{PageSize: pageSize, K: k, Now: clock.Now, RegionBits: bits})
+			if err := r.RunCycle(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			p := r.Progress()
+			t.Logf("region bits %d: %d lookups for %d keys", p.RegionBits, p.Lookups, n)
+			if p.Done != n || p.Sent != n*k {
+				t.Fatalf("done %d, sent %d; want %d and %d", p.Done, p.Sent, n, n*k)
+			}
+			if p.Lookups > n/20 {
+				t.Fatalf("%d lookups for %d keys: more than 5%%", p.Lookups, n)
+			}
+			for i := 0; i < n; i += 37 {
+				kk := key(i)
+				for _, q := range jobs.Closest(record.KadKeyOf(kk), net.peers, k) {
+					if net.received(q, kk) != 1 {
+						t.Fatalf("key %d: closest peer %s received it %d times", i, q, net.received(q, kk))
+					}
+				}
+			}
+		})
 	}
 }
 

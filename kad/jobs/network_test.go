@@ -207,6 +207,10 @@ func TestReprovideOnLoopbackNetwork(t *testing.T) {
 	asker := nodes[7]
 	probe := nodes[13].Host()
 	others := p2ids(nodes[1:])
+	byID := make(map[peer.ID]liveNode, len(nodes))
+	for _, nd := range nodes {
+		byID[nd.Self()] = nd
+	}
 	checked := 0
 	for i := 0; i < keys; i += 400 {
 		kk := key(i)
@@ -230,6 +234,8 @@ func TestReprovideOnLoopbackNetwork(t *testing.T) {
 				}
 				continue
 			}
+			// On a large network the probe need not know q's address.
+			probe.Peerstore().AddAddrs(q, byID[q].Host().Addrs(), time.Hour)
 			provs := getProviders(t, probe, q, "", kk)
 			if n, ok := provs[self.Self()]; !ok || n == 0 {
 				t.Fatalf("key %d: closest peer %s does not return the provider (with addresses): %v", i, q, provs)

@@ -26,7 +26,7 @@ type ReplicatorOptions struct {
 	Own bool
 	// HandOff deletes a record from this node's store once it was sent to its
 	// closest peers and this node is no longer among them. Off by default: a
-	// node's view of the closest peers comes from one lookup and may be
+	// node's view of the closest peers comes from a few lookups and may be
 	// incomplete, and a network that churns would otherwise shed replicas it
 	// will need again; keeping a record costs disk only until it expires.
 	HandOff bool

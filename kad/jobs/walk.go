@@ -168,8 +168,9 @@ func (w *walker) cycle(ctx context.Context, spread bool) error {
 	return nil
 }
 
-// walkRegion handles the records of one region after the cursor: one lookup
-// (only if the region holds any record), then page by page.
+// walkRegion handles the records of one region after the cursor: the
+// region's peers (found only if the region holds any record), then page by
+// page.
 func (w *walker) walkRegion(ctx context.Context, region record.Region, after store.Cursor) error {
 	opts := store.ScanOptions{Kind: w.kind, Region: region, After: after, Limit: w.opts.PageSize}
 	if w.own {
@@ -185,12 +186,7 @@ func (w *walker) walkRegion(ctx context.Context, region record.Region, after sto
 		n := page.Len()
 		w.t.hold(n)
 		if n > 0 && cands == nil {
-			seen, err := w.net.Lookup(ctx, regionTarget(region))
-			w.t.update(func(p *Progress) { p.Lookups++ })
-			if err != nil {
-				w.t.fail(fmt.Errorf("lookup for region %v: %w", region, err))
-			}
-			cands = newCandidates(union(seen, w.net.RoutingPeers(), w.net.Self()))
+			cands = newCandidates(w.regionPeers(ctx, region))
 		}
 		if n > 0 {
 			if err := w.handle(ctx, page, cands); err != nil {
@@ -214,6 +210,94 @@ func (w *walker) walkRegion(ctx context.Context, region record.Region, after sto
 		}
 		opts.After = page.Next
 	}
+}
+
+// maxRegionLookups bounds the lookups regionPeers spends on one region.
+const maxRegionLookups = 64
+
+// regionPeers returns every peer of region that lookups find, or of the
+// smallest region around it that holds at least k peers, with the peers the
+// lookups and the routing table met on the way. The k closest peers of any
+// key of the region are then among them: in the XOR metric a peer that shares
+// a longer prefix with a key is closer to it than every peer that shares a
+// shorter one, so a region holding k peers or more holds the k closest peers
+// of each of its keys.
+//
+// One lookup toward a region learns at least the k peers closest to its
+// midpoint. If fewer than k of the peers it learned lie in the region, the
+// region holds fewer than k peers and the lookup found them all; otherwise
+// there may be more, and each half of the region is explored the same way.
+// A region sized by RegionBits holds about 2k to 4k peers, so this costs a
+// handful of lookups; when the estimate was too high and the region holds
+// fewer than k peers, its sibling is explored too, and so on up, until the
+// enclosing region holds k.
+func (w *walker) regionPeers(ctx context.Context, region record.Region) []peer.ID {
+	self := w.net.Self()
+	found := make(map[peer.ID]record.KadKey)
+	add := func(ps []peer.ID) {
+		for _, p := range ps {
+			if _, ok := found[p]; !ok && p != self {
+				found[p] = PeerKey(p)
+			}
+		}
+	}
+	inside := func(ps []peer.ID, r record.Region) int {
+		n := 0
+		for _, p := range ps {
+			if p != self && r.Contains(found[p]) {
+				n++
+			}
+		}
+		return n
+	}
+	add(w.net.RoutingPeers())
+	lookups := 0
+	explore := func(r record.Region) {
+		stack := []record.Region{r}
+		for len(stack) > 0 && lookups < maxRegionLookups && ctx.Err() == nil {
+			r := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			seen, err := w.net.Lookup(ctx, regionTarget(r))
+			lookups++
+			w.t.update(func(p *Progress) { p.Lookups++ })
+			if err != nil {
+				w.t.fail(fmt.Errorf("lookup for region %v: %w", r, err))
+			}
+			add(seen)
+			if inside(seen, r) >= w.opts.K && r.Bits < record.KadKeySize*8 {
+				lo, hi := halves(r)
+				stack = append(stack, hi, lo)
+			}
+		}
+	}
+	explore(region)
+	all := func() []peer.ID {
+		out := make([]peer.ID, 0, len(found))
+		for p := range found {
+			out = append(out, p)
+		}
+		return out
+	}
+	for cur := region; cur.Bits > 0 && inside(all(), cur) < w.opts.K && lookups < maxRegionLookups; cur = record.RegionOf(cur.Prefix, cur.Bits-1) {
+		explore(sibling(cur))
+	}
+	return all()
+}
+
+// halves splits r into the regions one bit longer.
+func halves(r record.Region) (lo, hi record.Region) {
+	lo = record.RegionOf(r.Start(), r.Bits+1)
+	k := r.Start()
+	k[r.Bits/8] |= 0x80 >> uint(r.Bits%8)
+	return lo, record.RegionOf(k, r.Bits+1)
+}
+
+// sibling is the region r forms its parent with. r.Bits must be > 0.
+func sibling(r record.Region) record.Region {
+	k := r.Start()
+	b := r.Bits - 1
+	k[b/8] ^= 0x80 >> uint(b%8)
+	return record.RegionOf(k, r.Bits)
 }
 
 func lastCursor(kind store.Kind, page store.Page) store.Cursor {
