@@ -40,9 +40,11 @@ func TestMetrics(t *testing.T) {
 	p2ptest.WaitUntil(t, 30*time.Second, "b to count the ADD_PROVIDER", func() bool {
 		return metric(t, b.reg, "kadstore_kad_messages_received_total", map[string]string{"type": "ADD_PROVIDER", "outcome": "ok"}) == 1
 	})
-	if got := metric(t, b.reg, "kadstore_kad_messages_received_total", map[string]string{"type": "PUT_VALUE", "outcome": "ok"}); got != 1 {
-		t.Errorf("b received PUT_VALUE ok: %v", got)
-	}
+	// b counts a message once it has answered it, so a's PutValue can
+	// return (with b's answer) before b's count moves: wait for it.
+	p2ptest.WaitUntil(t, 30*time.Second, "b to count the PUT_VALUE", func() bool {
+		return metric(t, b.reg, "kadstore_kad_messages_received_total", map[string]string{"type": "PUT_VALUE", "outcome": "ok"}) == 1
+	})
 	for _, m := range []string{"AddProviders", "PutValue", "GetValue"} {
 		if got := metric(t, b.reg, "kadstore_kad_store_call_duration_seconds", map[string]string{"method": m}); got < 1 {
 			t.Errorf("b's store latency samples for %s: %v", m, got)
