@@ -241,10 +241,21 @@ func (w *walker) regionPeers(ctx context.Context, region record.Region) []peer.I
 			}
 		}
 	}
+	// inside counts the peers of ps (all added to found) that lie in r.
 	inside := func(ps []peer.ID, r record.Region) int {
 		n := 0
 		for _, p := range ps {
 			if p != self && r.Contains(found[p]) {
+				n++
+			}
+		}
+		return n
+	}
+	// known counts the peers found so far that lie in r.
+	known := func(r record.Region) int {
+		n := 0
+		for _, k := range found {
+			if r.Contains(k) {
 				n++
 			}
 		}
@@ -271,25 +282,20 @@ func (w *walker) regionPeers(ctx context.Context, region record.Region) []peer.I
 		}
 	}
 	explore(region)
-	all := func() []peer.ID {
-		out := make([]peer.ID, 0, len(found))
-		for p := range found {
-			out = append(out, p)
-		}
-		return out
-	}
-	for cur := region; cur.Bits > 0 && inside(all(), cur) < w.opts.K && lookups < maxRegionLookups; cur = record.RegionOf(cur.Prefix, cur.Bits-1) {
+	for cur := region; cur.Bits > 0 && known(cur) < w.opts.K && lookups < maxRegionLookups; cur = record.RegionOf(cur.Prefix, cur.Bits-1) {
 		explore(sibling(cur))
 	}
-	return all()
+	out := make([]peer.ID, 0, len(found))
+	for p := range found {
+		out = append(out, p)
+	}
+	return out
 }
 
-// halves splits r into the regions one bit longer.
+// halves splits r into the regions one bit longer; the upper half starts at
+// r's midpoint.
 func halves(r record.Region) (lo, hi record.Region) {
-	lo = record.RegionOf(r.Start(), r.Bits+1)
-	k := r.Start()
-	k[r.Bits/8] |= 0x80 >> uint(r.Bits%8)
-	return lo, record.RegionOf(k, r.Bits+1)
+	return record.RegionOf(r.Start(), r.Bits+1), record.RegionOf(regionTarget(r), r.Bits+1)
 }
 
 // sibling is the region r forms its parent with. r.Bits must be > 0.

@@ -22,9 +22,10 @@ const (
 // CacheSize + 2×MemTableSize (under 150 MiB) plus a few MiB of pebble
 // metadata, whatever the number of records: nothing is kept in memory per
 // record. Block cache and memtables are C memory (with cgo): under glibc,
-// run the program with MALLOC_ARENA_MAX=2 (the kadstore command sets it for
-// itself), or freed cache memory stays scattered over glibc's per-thread
-// arenas and RSS exceeds that bound by tens of MiB (docs/BENCHMARKS.md).
+// run the program with MALLOC_ARENA_MAX=2 (the kadstore command applies the
+// same cap at start-up), or freed cache memory stays scattered over glibc's
+// per-thread arenas and RSS exceeds that bound by tens of MiB
+// (docs/BENCHMARKS.md).
 type Options struct {
 	// Options are the settings every backend shares: Limits, the clock (Now)
 	// and the Logger that reports corrupt records and pebble's own messages.
