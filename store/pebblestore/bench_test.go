@@ -302,6 +302,11 @@ func BenchmarkReopen(b *testing.B) {
 }
 
 func TestMain(m *testing.M) {
+	if ChildMain != nil {
+		if code, ok := ChildMain(); ok {
+			os.Exit(code)
+		}
+	}
 	code := m.Run()
 	if prefilled.dir != "" {
 		os.RemoveAll(prefilled.dir)

@@ -34,3 +34,8 @@ func KeysIn(s *Store, tag byte) int64 {
 	}
 	return n
 }
+
+// ChildMain, when set by an external test file, runs before the tests: if it
+// reports ok, the test binary was started as a child process of a test and
+// exits with its code instead of running the tests.
+var ChildMain func() (code int, ok bool)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/kadstore/kadstore/store"
@@ -44,15 +45,25 @@ type Options struct {
 	// larger flushes and less write amplification.
 	MemTableSize int64
 
-	// Sync makes every write durable before it returns: the write-ahead log
-	// is fsynced, with the writes that arrive meanwhile grouped into the same
-	// fsync. Default false: a write returns once it is in the write-ahead log
-	// (in the OS page cache), so a process crash loses nothing but a machine
-	// crash or power loss may lose the last writes before the OS flushed
-	// them. That is the default because DHT records are soft state that their
-	// publishers refresh (providers every 22 h), while an fsync per write
-	// would cap the write rate at the disk's fsync rate.
+	// Sync makes every write survive power loss: each call returns only
+	// after the write-ahead log holding its write has been fsynced, and the
+	// calls that arrive while an fsync runs share the next one (group
+	// commit), so concurrent writers share the disk's fsync rate.
+	//
+	// Default false: every call that returned nil survives the death of the
+	// process (kill -9, a panic, the OOM killer), because its write is in
+	// the operating system's page cache before the call returns; a machine
+	// crash or power loss may lose the writes the kernel had not yet written
+	// back (by default those of the last 30 s or so), and never damages the
+	// store. The default leaves out the fsync, which caps the write rate at
+	// the disk's fsync rate, because DHT records are soft state their
+	// publishers refresh (providers every 22 h). See durability.go.
 	Sync bool
+
+	// FS is the filesystem the store lives on. Default the operating
+	// system's (vfs.Default); tests give pebble's in-memory filesystems,
+	// among them vfs.NewCrashableMem, which can drop unsynced writes.
+	FS vfs.FS
 
 	// IndexedPeers are the providers whose records are also indexed by peer,
 	// so that a provider scan restricted to one of them (ScanOptions.Peer)
@@ -89,6 +100,9 @@ func (o *Options) EnsureDefaults() {
 	if o.MemTableSize <= 0 {
 		o.MemTableSize = DefaultMemTableSize
 	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
 }
 
 // pebbleOptions translates o (with defaults) into pebble's options.
@@ -101,6 +115,10 @@ func (o *Options) pebbleOptions(lock *pebble.Lock) *pebble.Options {
 		ReadOnly:           o.ReadOnly,
 		Lock:               lock,
 		Logger:             pebbleLogger{o.Logger},
+		FS:                 o.FS,
+	}
+	if !o.Sync {
+		po.FS = walFS{o.FS}
 	}
 	// Bloom filters on every level, L0 included (pebble's default has none
 	// there): 10 bits a key give about 1% false positives, so a lookup of a

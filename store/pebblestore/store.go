@@ -8,14 +8,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/kadstore/kadstore/store"
@@ -90,11 +88,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 	}
 	if !opts.ReadOnly {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := opts.FS.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("pebblestore: %w", err)
 		}
 	}
-	lock, err := pebble.LockDirectory(dir, vfs.Default)
+	lock, err := pebble.LockDirectory(dir, opts.FS)
 	if err != nil {
 		// A path error is the lock file failing to open (a missing or
 		// unwritable directory); anything else is the lock being held.

@@ -246,10 +246,10 @@ func (t *txn) provCount(p []byte) (*counter, error) {
 	return c, nil
 }
 
-// commit writes the overlays' changes into the batch and applies it. With
-// Options.Sync the batch is applied without waiting for the fsync, so that
-// the caller can release s.wmu first and let the next batch share the fsync;
-// the caller then calls wait.
+// commit writes the overlays' changes into the batch and applies it, without
+// waiting for the log write (and, with Options.Sync, its fsync), so that the
+// caller can release s.wmu first and let the next batch share them; the
+// caller then calls wait, which returns once the write is durable.
 func (t *txn) commit() (wait func() error, err error) {
 	s := t.s
 	if t.nProv != s.nProviders.Load() || t.nVal != s.nValues.Load() {
@@ -289,12 +289,12 @@ func (t *txn) commit() (wait func() error, err error) {
 	if t.b.Empty() {
 		return nil, nil
 	}
-	if s.opts.Sync {
-		err = s.db.ApplyNoSyncWait(t.b, pebble.Sync)
-		wait = t.b.SyncWait
-	} else {
-		err = s.db.Apply(t.b, pebble.NoSync)
-	}
+	// A synced commit, applied without waiting for the sync so that the
+	// caller can release s.wmu first and let the next batch join it. Without
+	// Options.Sync the "sync" is the log's write to the page cache (see
+	// durability.go).
+	err = s.db.ApplyNoSyncWait(t.b, pebble.Sync)
+	wait = t.b.SyncWait
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: commit: %w", err)
 	}
