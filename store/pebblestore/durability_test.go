@@ -343,4 +343,3 @@ func TestDefaultPowerLossLosesOnlyRecentWrites(t *testing.T) {
 		t.Fatal("a write after the power loss is missing")
 	}
 }
-
