@@ -32,6 +32,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var listen, bootstrap multiFlag
 	fs.StringVar(&cfg.DataDir, "data", "./kadstore-data", "data directory: identity key, Pebble store, job state")
 	fs.StringVar(&cfg.Store, "store", "pebble", "record store: pebble (in --data), memory, or a postgres://… DSN")
+	fs.BoolVar(&cfg.Sync, "sync", false, "pebble: fsync every write before acknowledging it, so that it survives power loss (without it, acknowledged writes survive a crash of the process but not of the machine)")
 	fs.Var(&listen, "listen", "listen multiaddr (repeatable; default TCP and QUIC on port 4001, all interfaces)")
 	fs.Var(&bootstrap, "bootstrap", `bootstrap peer multiaddr with /p2p (repeatable; default the public Amino DHT peers; "none" for an isolated node)`)
 	fs.StringVar(&cfg.Mode, "mode", "auto", "DHT mode: server, client or auto (server while publicly reachable)")

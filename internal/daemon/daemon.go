@@ -70,6 +70,10 @@ type Config struct {
 	// Store is "pebble" (default: DataDir/store), "memory", or a
 	// postgres:// DSN.
 	Store string
+	// Sync makes a Pebble store fsync every write before acknowledging it
+	// (pebblestore.Options.Sync): acknowledged writes then survive power
+	// loss, not only a crash of the process.
+	Sync bool
 	// Listen addresses; default DefaultListen.
 	Listen []string
 	// Bootstrap peers; nil means DefaultBootstrap, an empty non-nil slice none.
@@ -260,7 +264,7 @@ func openStore(ctx context.Context, cfg Config, self peer.ID, log *slog.Logger) 
 	sopts := store.Options{Logger: log}
 	switch {
 	case cfg.Store == "" || cfg.Store == "pebble":
-		s, err := pebblestore.Open(filepath.Join(cfg.DataDir, "store"), pebblestore.Options{Options: sopts, IndexedPeers: []peer.ID{self}})
+		s, err := pebblestore.Open(filepath.Join(cfg.DataDir, "store"), pebblestore.Options{Options: sopts, IndexedPeers: []peer.ID{self}, Sync: cfg.Sync})
 		if errors.Is(err, pebblestore.ErrLocked) {
 			return nil, fmt.Errorf("%w: %v", ErrLocked, err)
 		}
