@@ -74,6 +74,15 @@ type Store struct {
 
 	// expireVisited counts the time-index entries Expire read (for tests).
 	expireVisited atomic.Int64
+
+	// The key filter (keyfilter.go): filter is complete and in use,
+	// filterNext is being built. Both are written under wmu.
+	filter, filterNext *keyFilter
+	// filterSkips counts the reads the filter saved (for tests).
+	filterSkips atomic.Int64
+	// bg runs the background work (filter builds); stop tells it to end.
+	bg   sync.WaitGroup
+	stop chan struct{}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -119,11 +128,17 @@ func Open(dir string, opts Options) (*Store, error) {
 		leader:  make(chan struct{}, 1),
 		indexed: make(map[peer.ID]bool),
 		addrs:   newAddrCache(),
+		stop:    make(chan struct{}),
 	}
 	if err := s.load(); err != nil {
 		db.Close()
 		lock.Close()
 		return nil, err
+	}
+	if !opts.ReadOnly {
+		s.wmu.Lock()
+		s.startFilterBuild(2 * s.nProviders.Load())
+		s.wmu.Unlock()
 	}
 	return s, nil
 }
@@ -466,6 +481,8 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.stop)
+	s.bg.Wait()
 	var errs []error
 	if !s.opts.ReadOnly {
 		if err := s.db.Flush(); err != nil {

@@ -86,11 +86,18 @@ func (t *txn) keyState(k *record.KadKey) (*keyState, error) {
 	if ks, ok := t.keys[*k]; ok {
 		return ks, nil
 	}
+	if t.keys == nil {
+		t.keys = make(map[record.KadKey]*keyState)
+	}
+	ks := &keyState{}
+	if t.s.hasNoProviders(k) {
+		t.keys[*k] = ks
+		return ks, nil
+	}
 	it, err := t.iter()
 	if err != nil {
 		return nil, err
 	}
-	ks := &keyState{}
 	t.kbuf = provPrefix(t.kbuf[:0], k)
 	for valid := it.SeekPrefixGE(t.kbuf); valid; valid = it.Next() {
 		_, p, ok := parseProvKey(it.Key())
@@ -110,9 +117,6 @@ func (t *txn) keyState(k *record.KadKey) (*keyState, error) {
 	}
 	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("pebblestore: %w", err)
-	}
-	if t.keys == nil {
-		t.keys = make(map[record.KadKey]*keyState)
 	}
 	t.keys[*k] = ks
 	return ks, nil
@@ -141,6 +145,7 @@ func (t *txn) putProvider(k *record.KadKey, r record.ProviderRecord) {
 		}
 	} else {
 		ks.provs = append(ks.provs, provState{id: r.Provider, exp: ms, ok: true})
+		t.s.filterAdd(k)
 		if t.s.isIndexed(r.Provider) {
 			t.kbuf = peerKey(t.kbuf[:0], r.Provider, k)
 			t.b.Set(t.kbuf, nil, nil)

@@ -1,0 +1,167 @@
+package pebblestore
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/kadstore/kadstore/record"
+)
+
+// The key filter lets AddProviders skip its read for a key that has no
+// provider records yet.
+//
+// A write must know the stored providers of its key (to tell a refresh from
+// a new record, to delete a refreshed record's old time-index entry, to
+// check the per-key limit). Reading them is a prefix seek through the
+// memtables and every level of the LSM, which cost most of the write's CPU
+// (docs/BENCHMARKS.md). The key filter is a Bloom filter, in memory, of the
+// Kademlia keys that have provider records: when it says a key has none, the
+// write takes that for its answer without a seek.
+//
+// The filter must never say "none" for a key that has records (that would
+// count a refresh as a new record and leave its old time-index entry behind),
+// so it is only used once it is complete: Open starts building it in the
+// background from a scan of the provider records (keys only), and every new
+// record's key is added to it (and to a filter being built) under s.wmu
+// before the record is committed. The build registers its filter and opens
+// its scan under s.wmu, so a record is either committed before the scan's
+// snapshot, and scanned, or added afterwards by its write. Until the build
+// ends, writes read as before. Keys are never removed (a key whose records
+// expired only costs a read); once more keys were added than the filter was
+// sized for, a larger one is built the same way and replaces it.
+//
+// It is a blocked Bloom filter: the key's first 8 bytes choose a 512-bit
+// block (one cache line), the next 8 bytes the bits set in it. Kademlia keys
+// are SHA-256 digests, so their bytes are already uniform hashes.
+type keyFilter struct {
+	blocks []filterBlock
+	mask   uint64       // len(blocks)-1, a power of two minus one
+	keys   int64        // keys the filter was sized for
+	added  atomic.Int64 // keys added (with repeats)
+	ready  atomic.Bool  // every stored key has been added
+}
+
+type filterBlock [8]atomic.Uint64
+
+const (
+	filterBitsPerKey = 10
+	filterProbes     = 6
+	// filterMinKeys is the smallest size of a filter: 1 M keys take
+	// 1.25 MiB.
+	filterMinKeys = 1 << 20
+)
+
+func newKeyFilter(keys int64) *keyFilter {
+	keys = max(keys, filterMinKeys)
+	n := uint64(keys) * filterBitsPerKey / 512
+	n = 1 << bits.Len64(n-1) // a power of two
+	return &keyFilter{blocks: make([]filterBlock, n), mask: n - 1, keys: keys}
+}
+
+func (f *keyFilter) probe(k *record.KadKey, set bool) bool {
+	b := &f.blocks[binary.LittleEndian.Uint64(k[0:8])&f.mask]
+	h := binary.LittleEndian.Uint64(k[8:16])
+	for range filterProbes {
+		bit := h & 511
+		h >>= 9
+		w := &b[bit>>6]
+		m := uint64(1) << (bit & 63)
+		if set {
+			w.Or(m)
+		} else if w.Load()&m == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *keyFilter) add(k *record.KadKey) {
+	f.probe(k, true)
+	f.added.Add(1)
+}
+
+// mayContain reports whether k may have provider records; false is certain.
+func (f *keyFilter) mayContain(k *record.KadKey) bool { return f.probe(k, false) }
+
+// overfull reports whether more keys were added than the filter was sized
+// for.
+func (f *keyFilter) overfull() bool { return f.added.Load() > f.keys }
+
+// hasNoProviders reports whether k certainly has no provider records. The
+// caller holds s.wmu.
+func (s *Store) hasNoProviders(k *record.KadKey) bool {
+	f := s.filter
+	if f == nil || !f.ready.Load() || f.mayContain(k) {
+		return false
+	}
+	s.filterSkips.Add(1)
+	return true
+}
+
+// filterAdd adds the key of a new provider record to the filters. The caller
+// holds s.wmu. When the filter in use is overfull, it starts building a
+// larger one.
+func (s *Store) filterAdd(k *record.KadKey) {
+	if s.filter != nil {
+		s.filter.add(k)
+	}
+	if s.filterNext != nil {
+		s.filterNext.add(k)
+		return
+	}
+	if s.filter != nil && s.filter.overfull() {
+		s.startFilterBuild(2 * max(s.filter.added.Load(), s.nProviders.Load()))
+	}
+}
+
+// startFilterBuild registers a new filter sized for keys and starts its
+// build. The caller holds s.wmu.
+func (s *Store) startFilterBuild(keys int64) {
+	f := newKeyFilter(keys)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagProv}, UpperBound: tagEnd(tagProv)})
+	if err != nil {
+		s.log.Error("pebblestore: key filter not built; writes read every key", "error", err)
+		return
+	}
+	s.filterNext = f
+	s.bg.Go(func() {
+		err := s.buildFilter(f, it)
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+		s.filterNext = nil
+		if err != nil {
+			// The old filter (if any) stays in use: it is still complete.
+			s.log.Error("pebblestore: building the key filter", "error", err)
+			return
+		}
+		f.ready.Store(true)
+		s.filter = f
+	})
+}
+
+// buildFilter adds the key of every provider record it to f.
+func (s *Store) buildFilter(f *keyFilter, it *pebble.Iterator) error {
+	defer it.Close()
+	var last record.KadKey
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		if n++; n%4096 == 0 {
+			select {
+			case <-s.stop:
+				return fmt.Errorf("pebblestore: store closed")
+			default:
+			}
+		}
+		k, _, ok := parseProvKey(it.Key())
+		if !ok || (n > 1 && k == last) {
+			continue
+		}
+		last = k
+		f.add(&k)
+	}
+	return it.Error()
+}
