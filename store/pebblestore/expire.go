@@ -169,6 +169,7 @@ func (t *txn) removeIndexed(e expiryEntry) error {
 	p := peer.ID(e.p)
 	t.kbuf = provKey(t.kbuf[:0], &e.k, p)
 	t.b.Delete(t.kbuf, nil)
+	t.s.recent.forget(&e.k)
 	if t.s.isIndexed(p) {
 		t.kbuf = peerKey(t.kbuf[:0], p, &e.k)
 		t.b.Delete(t.kbuf, nil)

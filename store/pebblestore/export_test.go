@@ -13,6 +13,9 @@ import (
 // with garbage, as a bug or a bad restore would.
 func CorruptProvider(s *Store, key []byte, p peer.ID, garbage []byte) error {
 	k := record.KadKeyOf(key)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.recent.forget(&k)
 	return s.db.Set(provKey(nil, &k, p), garbage, pebble.Sync)
 }
 
@@ -39,3 +42,44 @@ func KeysIn(s *Store, tag byte) int64 {
 // reports ok, the test binary was started as a child process of a test and
 // exits with its code instead of running the tests.
 var ChildMain func() (code int, ok bool)
+
+// ReadsSaved returns how many AddProviders reads the key filter and the
+// recent keys saved.
+func ReadsSaved(s *Store) (filter, recent int64) { return s.filterSkips.Load(), s.recentHits.Load() }
+
+// WaitFilterBuilds waits until no key filter is being built. The caller must
+// not write meanwhile (a write may start a build).
+func WaitFilterBuilds(s *Store) { s.bg.Wait() }
+
+// FilterReady reports whether a complete key filter is in use.
+func FilterReady(s *Store) bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.filter != nil && s.filter.ready.Load()
+}
+
+// ForgetRecent empties the recent keys, so that the next writes read.
+func ForgetRecent(s *Store) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.recent.clear()
+}
+
+// SetFilterMinKeys sets the smallest key filter size, for tests of its
+// growth, and returns a function that restores it.
+func SetFilterMinKeys(n int64) (restore func()) {
+	old := filterMinKeys
+	filterMinKeys = n
+	return func() { filterMinKeys = old }
+}
+
+// FilterKeys returns how many keys the key filter in use was sized for (0
+// without one).
+func FilterKeys(s *Store) int64 {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.filter == nil {
+		return 0
+	}
+	return s.filter.keys
+}

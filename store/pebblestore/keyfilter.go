@@ -28,8 +28,8 @@ import (
 // background from a scan of the provider records (keys only), and every new
 // record's key is added to it (and to a filter being built) under s.wmu
 // before the record is committed. The build registers its filter and opens
-// its scan under s.wmu, so a record is either committed before the scan's
-// snapshot, and scanned, or added afterwards by its write. Until the build
+// its scan under s.wmu, between two commits, so a record is either committed
+// before the scan's snapshot, and scanned, or added afterwards by its write. Until the build
 // ends, writes read as before. Keys are never removed (a key whose records
 // expired only costs a read); once more keys were added than the filter was
 // sized for, a larger one is built the same way and replaces it.
@@ -50,10 +50,11 @@ type filterBlock [8]atomic.Uint64
 const (
 	filterBitsPerKey = 10
 	filterProbes     = 6
-	// filterMinKeys is the smallest size of a filter: 1 M keys take
-	// 1.25 MiB.
-	filterMinKeys = 1 << 20
 )
+
+// filterMinKeys is the smallest size of a filter: 1 M keys take 1.25 MiB.
+// (A variable for tests.)
+var filterMinKeys int64 = 1 << 20
 
 func newKeyFilter(keys int64) *keyFilter {
 	keys = max(keys, filterMinKeys)
@@ -103,17 +104,22 @@ func (s *Store) hasNoProviders(k *record.KadKey) bool {
 }
 
 // filterAdd adds the key of a new provider record to the filters. The caller
-// holds s.wmu. When the filter in use is overfull, it starts building a
-// larger one.
+// holds s.wmu.
 func (s *Store) filterAdd(k *record.KadKey) {
 	if s.filter != nil {
 		s.filter.add(k)
 	}
 	if s.filterNext != nil {
 		s.filterNext.add(k)
-		return
 	}
-	if s.filter != nil && s.filter.overfull() {
+}
+
+// maybeGrowFilter starts building a larger filter when the one in use is
+// overfull. The caller holds s.wmu and has no uncommitted writes: the
+// build's scan must see every record whose key was added only to the old
+// filter.
+func (s *Store) maybeGrowFilter() {
+	if s.filterNext == nil && s.filter != nil && s.filter.overfull() {
 		s.startFilterBuild(2 * max(s.filter.added.Load(), s.nProviders.Load()))
 	}
 }
@@ -164,4 +170,52 @@ func (s *Store) buildFilter(f *keyFilter, it *pebble.Iterator) error {
 		f.add(&k)
 	}
 	return it.Error()
+}
+
+// recentKeys remembers the provider records (their states) of the keys the
+// last commits wrote, so that a write to a key written moments before (the
+// providers of one key often arrive together) needs no read either. It is
+// used under s.wmu only: commits store the states they leave, and Expire
+// forgets the keys whose records it deletes.
+type recentKeys struct {
+	m    map[record.KadKey][]provState
+	ring []record.KadKey // insertion order, for eviction
+	next int
+}
+
+// recentKeysCap is how many keys recentKeys holds.
+const recentKeysCap = 4096
+
+func (r *recentKeys) get(k *record.KadKey) ([]provState, bool) {
+	provs, ok := r.m[*k]
+	return provs, ok
+}
+
+func (r *recentKeys) put(k *record.KadKey, provs []provState) {
+	if r.m == nil {
+		r.m = make(map[record.KadKey][]provState, recentKeysCap)
+		r.ring = make([]record.KadKey, 0, recentKeysCap)
+	}
+	provs = append([]provState(nil), provs...)
+	if _, ok := r.m[*k]; ok {
+		r.m[*k] = provs
+		return
+	}
+	if len(r.ring) < recentKeysCap {
+		r.ring = append(r.ring, *k)
+	} else {
+		delete(r.m, r.ring[r.next])
+		r.ring[r.next] = *k
+		r.next = (r.next + 1) % recentKeysCap
+	}
+	r.m[*k] = provs
+}
+
+// forget drops k; its slot in the ring stays until it is reused.
+func (r *recentKeys) forget(k *record.KadKey) { delete(r.m, *k) }
+
+func (r *recentKeys) clear() {
+	clear(r.m)
+	r.ring = r.ring[:0]
+	r.next = 0
 }

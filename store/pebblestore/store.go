@@ -78,8 +78,11 @@ type Store struct {
 	// The key filter (keyfilter.go): filter is complete and in use,
 	// filterNext is being built. Both are written under wmu.
 	filter, filterNext *keyFilter
-	// filterSkips counts the reads the filter saved (for tests).
-	filterSkips atomic.Int64
+	// recent holds the provider states of recently written keys; under wmu.
+	recent recentKeys
+	// filterSkips and recentHits count the reads the filter and recent
+	// saved (for tests).
+	filterSkips, recentHits atomic.Int64
 	// bg runs the background work (filter builds); stop tells it to end.
 	bg   sync.WaitGroup
 	stop chan struct{}

@@ -89,6 +89,12 @@ func (t *txn) keyState(k *record.KadKey) (*keyState, error) {
 	if t.keys == nil {
 		t.keys = make(map[record.KadKey]*keyState)
 	}
+	if provs, ok := t.s.recent.get(k); ok {
+		ks := &keyState{provs: append([]provState(nil), provs...)}
+		t.keys[*k] = ks
+		t.s.recentHits.Add(1)
+		return ks, nil
+	}
 	ks := &keyState{}
 	if t.s.hasNoProviders(k) {
 		t.keys[*k] = ks
@@ -159,8 +165,14 @@ func (t *txn) putProvider(k *record.KadKey, r record.ProviderRecord) {
 	t.b.Set(t.kbuf, nil, nil)
 }
 
-// deleteProvider removes the stored record of p for k, described by st.
+// deleteProvider removes the stored record of p for k, described by st, and
+// drops it from the key's state if the txn holds it.
 func (t *txn) deleteProvider(k *record.KadKey, st provState) error {
+	if ks, ok := t.keys[*k]; ok {
+		if i := ks.find(st.id); i >= 0 {
+			ks.provs = append(ks.provs[:i], ks.provs[i+1:]...)
+		}
+	}
 	t.kbuf = provKey(t.kbuf[:0], k, st.id)
 	t.b.Delete(t.kbuf, nil)
 	if t.s.isIndexed(st.id) {
@@ -301,8 +313,15 @@ func (t *txn) commit() (wait func() error, err error) {
 	err = s.db.ApplyNoSyncWait(t.b, pebble.Sync)
 	wait = t.b.SyncWait
 	if err != nil {
+		for k := range t.keys {
+			s.recent.forget(&k)
+		}
 		return nil, fmt.Errorf("pebblestore: commit: %w", err)
 	}
+	for k, ks := range t.keys {
+		s.recent.put(&k, ks.provs)
+	}
+	s.maybeGrowFilter()
 	s.nProviders.Store(t.nProv)
 	s.nValues.Store(t.nVal)
 	s.guards.Add(guardDelta)
