@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -341,5 +342,45 @@ func TestDefaultPowerLossLosesOnlyRecentWrites(t *testing.T) {
 	}
 	if got := missingNumbered(t, s, []int64{1 << 40}); len(got) != 0 {
 		t.Fatal("a write after the power loss is missing")
+	}
+}
+
+// Close leaves one write-ahead log (pebble keeps older ones to reuse their
+// files), and the records are all there after reopening.
+func TestCloseRemovesRecycledLogs(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(store.Options{Logger: slog.New(slog.DiscardHandler)}) // 1 MiB memtables
+	s, err := pebblestore.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const n = 20000 // several memtables, so several logs
+	for i := range int64(n) {
+		if err := writeNumbered(ctx, s, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	logs, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logs) != 1 {
+		t.Errorf("%d write-ahead logs after Close, want 1: %v", len(logs), logs)
+	}
+	s, err = pebblestore.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	all := make([]int64, n)
+	for i := range all {
+		all[i] = int64(i)
+	}
+	if missing := missingNumbered(t, s, all); len(missing) > 0 {
+		t.Fatalf("%d of %d records missing after reopening, first %v", len(missing), n, missing[:min(5, len(missing))])
 	}
 }

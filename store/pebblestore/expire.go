@@ -1,14 +1,19 @@
 package pebblestore
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/kadstore/kadstore/record"
 )
 
 // expireChunk is how many time-index entries Expire handles per batch. Each
@@ -21,14 +26,16 @@ const expireChunk = 1024
 // up to now, and from 2×MaxTTL after now to its back; live records lie in
 // between and are never read, so its cost grows with what it removes.
 //
-// It does not read the records it removes either: a time-index entry names
-// its record, and writes keep exactly one entry per record (a refresh deletes
-// the old one). The exception is a record whose stored bytes were damaged
-// when it was replaced or removed: its old entry could not be found, so it
-// is left behind (orphaned) and the record gets a guard key (g|). While any
-// guard exists, Expire checks each entry against the guards, and an entry of
-// a guarded record against the record's stored expiry, dropping orphans
-// without touching the record.
+// A time-index entry names its record by a prefix of its Kademlia key and
+// the end of its provider ID (keys.go), and a refresh or removal leaves the
+// entry of the old expiry in place, so Expire checks each due entry against
+// the records it may name: one forward seek to the key prefix, the records
+// there whose provider ends the same way, and their stored expiry. A record
+// is removed when its expiry is the entry's, or when its bytes are damaged
+// (its expiry cannot be trusted, and an entry of it is due); an entry whose
+// record is gone or has another expiry is dropped alone. Entries are taken
+// in chunks, each sorted by key before the seeks, so the seeks of a chunk
+// move forward through the provider records.
 func (s *Store) Expire(ctx context.Context, now time.Time, limit int) (int, error) {
 	if err := s.acquireWrite(ctx); err != nil {
 		return 0, err
@@ -100,13 +107,12 @@ func (t *txn) expire(lower, upper []byte, max int) (int, []byte, error) {
 		return 0, nil, fmt.Errorf("pebblestore: %w", err)
 	}
 	defer it.Close()
-	guarded := s.guards.Load() > 0
-	var removedGuarded map[string]bool // guarded records this chunk removed
-	n, visited := 0, 0
-	var last []byte
+	var (
+		entries []expiryEntry
+		last    []byte
+	)
 	valid := it.First()
-	for ; valid && visited < max; valid = it.Next() {
-		visited++
+	for ; valid && len(entries) < max; valid = it.Next() {
 		key := it.Key()
 		last = append(last[:0], key...)
 		e, ok := parseExpiryKey(key)
@@ -114,38 +120,19 @@ func (t *txn) expire(lower, upper []byte, max int) (int, []byte, error) {
 			s.log.Error("pebblestore: malformed expiry index entry dropped", "key", fmt.Sprintf("%x", key))
 			continue
 		}
-		if guarded {
-			gk := guardKey(nil, e.kind, &e.k, e.p)
-			g, err := t.guard(gk)
-			if err != nil {
-				return 0, nil, err
-			}
-			if g.cur > 0 {
-				orphan, err := t.isOrphan(e, removedGuarded[string(gk)])
-				if err != nil {
-					return 0, nil, err
-				}
-				if orphan {
-					g.cur--
-					continue
-				}
-				if removedGuarded == nil {
-					removedGuarded = make(map[string]bool)
-				}
-				removedGuarded[string(gk)] = true
-			}
-		}
-		if err := t.removeIndexed(e); err != nil {
-			return 0, nil, err
-		}
-		n++
+		e.tail = bytes.Clone(e.tail)
+		entries = append(entries, e)
 	}
 	if err := it.Error(); err != nil {
 		return 0, nil, fmt.Errorf("pebblestore: %w", err)
 	}
-	s.expireVisited.Add(int64(visited))
-	if visited == 0 {
+	if last == nil {
 		return 0, nil, nil
+	}
+	s.expireVisited.Add(int64(len(entries)))
+	n, err := t.removeDue(entries)
+	if err != nil {
+		return 0, nil, err
 	}
 	// Every entry in [lower, last] was visited under s.wmu, so one range
 	// deletion removes them all.
@@ -157,62 +144,171 @@ func (t *txn) expire(lower, upper []byte, max int) (int, []byte, error) {
 	return n, next, nil
 }
 
-// removeIndexed deletes the record a time-index entry names, with its other
-// index entries, without reading it.
-func (t *txn) removeIndexed(e expiryEntry) error {
-	if e.kind == kindValue {
-		t.kbuf = valueKey(t.kbuf[:0], &e.k)
-		t.b.Delete(t.kbuf, nil)
-		t.nVal--
-		return nil
+// removeDue removes the records the due entries name (see Expire) and
+// returns how many it removed. Entries are sorted, grouped by key prefix, and
+// the records of each prefix are read once; between prefixes the iterator
+// steps forward when the next prefix is near, as it is when many records
+// fall due together, and seeks otherwise.
+func (t *txn) removeDue(entries []expiryEntry) (int, error) {
+	slices.SortFunc(entries, func(a, b expiryEntry) int {
+		if c := cmp.Compare(a.kind, b.kind); c != 0 {
+			return c
+		}
+		if c := bytes.Compare(a.k[:], b.k[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.tail, b.tail)
+	})
+	it, err := t.s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagProv}, UpperBound: tagEnd(tagProv)})
+	if err != nil {
+		return 0, fmt.Errorf("pebblestore: %w", err)
 	}
-	p := peer.ID(e.p)
-	t.kbuf = provKey(t.kbuf[:0], &e.k, p)
+	defer it.Close()
+	var (
+		prefix  [1 + expiryKadLen]byte
+		removed map[string]bool // value keys removed by this chunk
+		n       int
+	)
+	prefix[0] = tagProv
+	for i := 0; i < len(entries); {
+		e := entries[i]
+		if e.kind == kindValue {
+			if removed == nil {
+				removed = make(map[string]bool)
+			}
+			ok, err := t.removeDueValue(e, removed)
+			if err != nil {
+				return n, err
+			}
+			if ok {
+				n++
+			}
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(entries) && entries[j].kind == kindProvider && entries[j].k == e.k {
+			j++
+		}
+		group := entries[i:j]
+		i = j
+		copy(prefix[1:], e.k[:expiryKadLen])
+		for valid := seekForward(it, prefix[:]); valid; valid = it.Next() {
+			key := it.Key()
+			if !bytes.HasPrefix(key, prefix[:]) {
+				break
+			}
+			k, p, ok := parseProvKey(key)
+			if !ok {
+				continue
+			}
+			due, err := dueIn(group, p, it)
+			if err != nil {
+				return n, err
+			}
+			if !due {
+				continue
+			}
+			if err := t.removeProvider(&k, peer.ID(p)); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if err := it.Error(); err != nil {
+			return n, fmt.Errorf("pebblestore: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// seekForward positions it at the first key at or after target, which
+// should not lie before its current position: it steps with Next while that
+// is likely cheaper than a seek.
+func seekForward(it *pebble.Iterator, target []byte) bool {
+	if it.Valid() {
+		for range 32 {
+			if bytes.Compare(it.Key(), target) >= 0 {
+				return true
+			}
+			if !it.Next() {
+				return false
+			}
+		}
+	}
+	return it.SeekGE(target)
+}
+
+// dueIn reports whether the provider record at it, of provider p, is named
+// by one of the entries of its key prefix: one with p's tail and either the
+// record's expiry or, for a record whose bytes are damaged, any.
+func dueIn(group []expiryEntry, p []byte, it *pebble.Iterator) (bool, error) {
+	tail := providerTail(p)
+	var (
+		read   bool
+		ms     int64
+		intact bool
+	)
+	for _, e := range group {
+		if !bytes.Equal(e.tail, tail) {
+			continue
+		}
+		if !read {
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return false, fmt.Errorf("pebblestore: %w", err)
+			}
+			ms, intact = verifyProvider(p, v)
+			read = true
+		}
+		if !intact || ms == e.ms {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// removeDueValue removes the value record a due entry names, if the entry is
+// its own.
+func (t *txn) removeDueValue(e expiryEntry, removed map[string]bool) (bool, error) {
+	key := valueKey(nil, &e.k)
+	if removed[string(key)] {
+		return false, nil
+	}
+	v, closer, err := t.s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("pebblestore: %w", err)
+	}
+	ms, ok := verifyValue(v)
+	closer.Close()
+	if ok && ms != e.ms {
+		return false, nil
+	}
+	removed[string(key)] = true
+	t.b.Delete(key, nil)
+	t.nVal--
+	return true, nil
+}
+
+// removeProvider deletes the provider record (k, p) with its peer index
+// entry and counts.
+func (t *txn) removeProvider(k *record.KadKey, p peer.ID) error {
+	t.kbuf = provKey(t.kbuf[:0], k, p)
 	t.b.Delete(t.kbuf, nil)
-	t.s.recent.forget(&e.k)
+	t.s.recent.forget(k)
 	if t.s.isIndexed(p) {
-		t.kbuf = peerKey(t.kbuf[:0], p, &e.k)
+		t.kbuf = peerKey(t.kbuf[:0], p, k)
 		t.b.Delete(t.kbuf, nil)
 	}
 	t.nProv--
 	if t.s.perProvider {
-		c, err := t.provCount(e.p)
+		c, err := t.provCount([]byte(p))
 		if err != nil {
 			return err
 		}
 		c.cur--
 	}
 	return nil
-}
-
-// isOrphan decides whether an entry of a guarded record is an orphan: the
-// record is gone (or this chunk already removed it), or is intact with
-// another expiry. An entry of a record that is still damaged is taken as its
-// own: the record is removed with it, and its other entry, if any, is then
-// an orphan.
-func (t *txn) isOrphan(e expiryEntry, removed bool) (bool, error) {
-	if removed {
-		return true, nil
-	}
-	if e.kind == kindValue {
-		t.kbuf = valueKey(t.kbuf[:0], &e.k)
-	} else {
-		t.kbuf = provKey(t.kbuf[:0], &e.k, peer.ID(e.p))
-	}
-	v, closer, err := t.s.db.Get(t.kbuf)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return true, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("pebblestore: %w", err)
-	}
-	defer closer.Close()
-	var ms int64
-	var ok bool
-	if e.kind == kindValue {
-		ms, ok = verifyValue(v)
-	} else {
-		ms, ok = verifyProvider(e.p, v)
-	}
-	return ok && ms != e.ms, nil
 }

@@ -83,3 +83,39 @@ func FilterKeys(s *Store) int64 {
 	}
 	return s.filter.keys
 }
+
+// DowngradeToV1 rewrites the store's provider time index in the form of
+// layout version 1 (full Kademlia key and provider ID), adds a version 1
+// guard key, and sets the layout version to 1: what a store written by the
+// previous release looks like.
+func DowngradeToV1(s *Store) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	b.DeleteRange([]byte{tagExpiry}, tagEnd(tagExpiry), nil)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagProv}, UpperBound: tagEnd(tagProv)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k, p, _ := parseProvKey(it.Key())
+		ms, _ := verifyProvider(p, it.Value())
+		key := append(expiryBound(nil, ms), kindProvider)
+		key = append(append(key, k[:]...), p...)
+		b.Set(key, nil, nil)
+	}
+	vit, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagValue}, UpperBound: tagEnd(tagValue)})
+	if err != nil {
+		return err
+	}
+	defer vit.Close()
+	for vit.First(); vit.Valid(); vit.Next() {
+		var k record.KadKey
+		copy(k[:], vit.Key()[1:])
+		ms, _ := verifyValue(vit.Value())
+		b.Set(expiryKey(nil, ms, kindValue, &k, ""), nil, nil)
+	}
+	b.Set([]byte{tagGuard, kindProvider, 1, 2, 3}, []byte{1}, nil)
+	b.Set(metaVersion, []byte{1}, nil)
+	return b.Commit(pebble.Sync)
+}

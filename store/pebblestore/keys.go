@@ -15,15 +15,15 @@ import (
 // layout; the functions below are its only encoders and decoders.
 const (
 	tagCount  = 'c' // c|provider -> uvarint record count of the provider
-	tagExpiry = 'e' // e|expiry|kind|kadkey[|provider] -> nil
-	tagGuard  = 'g' // g|kind|kadkey[|provider] -> uvarint orphaned index entries
+	tagExpiry = 'e' // e|expiry|P|kadkey[:8]|provider[-4:] or e|expiry|V|kadkey -> nil
+	tagGuard  = 'g' // layout version 1 only: guards of orphaned index entries (dropped at Open)
 	tagMeta   = 'm' // m|name -> metadata
 	tagPeer   = 'o' // o|uvarint(len)|provider|kadkey -> nil (indexed peers only)
 	tagProv   = 'p' // p|kadkey|provider -> provider record
 	tagValue  = 'v' // v|kadkey -> value record
 )
 
-// Record kinds in time-index and guard keys.
+// Record kinds in time-index keys.
 const (
 	kindProvider = 'P'
 	kindValue    = 'V'
@@ -47,8 +47,9 @@ var (
 	metaIndexedAll  = []byte{tagMeta, 'a'}      // every provider's o| index is complete
 )
 
-// layoutVersion is written at creation and checked at Open.
-const layoutVersion = 1
+// layoutVersion is written at creation and checked at Open. Version 1 had
+// full provider keys in the time index and guard keys; Open converts it.
+const layoutVersion = 2
 
 // comparer orders keys bytewise, like pebble's default, and splits provider
 // record keys after p|kadkey so that bloom filters are built on that prefix:
@@ -119,14 +120,42 @@ func parsePeerKey(key []byte) (p []byte, k record.KadKey, ok bool) {
 	return p, k, true
 }
 
-// expiryKey encodes e|expiry|kind|kadkey|provider. The expiry is Unix
-// milliseconds with the sign bit flipped, so that big-endian byte order is
-// numeric order for negative times too.
+// The time index names a provider record by the first expiryKadLen bytes of
+// its Kademlia key and the last expiryTailLen bytes of its provider ID, not
+// by its full key: 12 bytes instead of 70, which is most of what the index
+// costs on disk and in the memtable. Expire finds the record from that
+// (one forward seek, see expire.go) and checks the record's own expiry
+// before it deletes anything, so two records that share an entry, or an
+// entry whose record was refreshed, removed or damaged, are handled there.
+// A value record's entry keeps its full Kademlia key: v|kadkey is a point
+// key, and value records are few.
+const (
+	expiryKadLen  = 8
+	expiryTailLen = 4
+	// expiryProvLen and expiryValueLen are the lengths of the two kinds of
+	// time-index key.
+	expiryProvLen  = expiryHead + expiryKadLen + expiryTailLen
+	expiryValueLen = expiryHead + kk
+)
+
+// expiryKey encodes e|expiry|P|kadkey[:8]|provider[-4:] for a provider
+// record (p not empty) and e|expiry|V|kadkey for a value record. The expiry
+// is Unix milliseconds with the sign bit flipped, so that big-endian byte
+// order is numeric order for negative times too.
 func expiryKey(dst []byte, ms int64, kind byte, k *record.KadKey, p peer.ID) []byte {
 	dst = expiryBound(dst, ms)
 	dst = append(dst, kind)
-	dst = append(dst, k[:]...)
-	return append(dst, p...)
+	if kind == kindValue {
+		return append(dst, k[:]...)
+	}
+	dst = append(dst, k[:expiryKadLen]...)
+	return append(dst, providerTail(p)...)
+}
+
+// providerTail is the part of a provider ID a time-index entry holds: its
+// last bytes, which are key or digest bytes for every kind of peer ID.
+func providerTail[T ~string | ~[]byte](p T) T {
+	return p[max(0, len(p)-expiryTailLen):]
 }
 
 // expiryBound is the smallest time-index key with the given expiry.
@@ -139,29 +168,37 @@ func expiryBound(dst []byte, ms int64) []byte {
 type expiryEntry struct {
 	ms   int64
 	kind byte
-	k    record.KadKey
-	p    []byte // aliases the key; empty for values
+	k    record.KadKey // a value's key; a provider entry fills only k[:8]
+	tail []byte        // aliases the key; empty for values
 }
 
 func parseExpiryKey(key []byte) (e expiryEntry, ok bool) {
-	if len(key) < expiryHead+kk || key[0] != tagExpiry {
+	if len(key) < expiryHead || key[0] != tagExpiry {
 		return e, false
 	}
 	e.ms = int64(binary.BigEndian.Uint64(key[1:9]) ^ (1 << 63))
 	e.kind = key[9]
-	copy(e.k[:], key[expiryHead:expiryHead+kk])
-	e.p = key[expiryHead+kk:]
 	switch {
-	case e.kind == kindProvider && len(e.p) > 0, e.kind == kindValue && len(e.p) == 0:
+	case e.kind == kindProvider && len(key) == expiryProvLen:
+		copy(e.k[:], key[expiryHead:expiryHead+expiryKadLen])
+		e.tail = key[expiryHead+expiryKadLen:]
+		return e, true
+	case e.kind == kindValue && len(key) == expiryValueLen:
+		copy(e.k[:], key[expiryHead:])
 		return e, true
 	}
 	return e, false
 }
 
-func guardKey(dst []byte, kind byte, k *record.KadKey, p []byte) []byte {
-	dst = append(dst, tagGuard, kind)
-	dst = append(dst, k[:]...)
-	return append(dst, p...)
+// v1ExpiryKey is the provider time-index key of layout version 1,
+// e|expiry|P|kadkey|provider, which Open converts (see migrate).
+func v1ExpiryKey(key []byte) (ms int64, k record.KadKey, p []byte, ok bool) {
+	if len(key) <= expiryHead+kk || key[0] != tagExpiry || key[9] != kindProvider {
+		return 0, k, nil, false
+	}
+	ms = int64(binary.BigEndian.Uint64(key[1:9]) ^ (1 << 63))
+	copy(k[:], key[expiryHead:expiryHead+kk])
+	return ms, k, key[expiryHead+kk:], true
 }
 
 func countKey(dst []byte, p []byte) []byte {

@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,11 +10,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/kadstore/kadstore/store"
@@ -35,6 +39,7 @@ var (
 // Store is a record store in a pebble database. It is safe for concurrent
 // use; see the package documentation for its layout and locking.
 type Store struct {
+	dir    string
 	opts   Options
 	limits store.Limits
 	now    func() time.Time
@@ -52,9 +57,6 @@ type Store struct {
 	wmu sync.Mutex
 	// Record counts, as of the last commit. Written under wmu, read by Stats.
 	nProviders, nValues atomic.Int64
-	// guards counts the guard keys (see expire.go); while it is 0, Expire
-	// never reads a record.
-	guards atomic.Int64
 	// perProvider is set when per-provider counts are maintained
 	// (Limits.MaxRecordsPerProvider > 0).
 	perProvider bool
@@ -122,6 +124,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("pebblestore: %w", err)
 	}
 	s := &Store{
+		dir:     dir,
 		opts:    opts,
 		limits:  opts.Limits,
 		now:     opts.Now,
@@ -166,6 +169,14 @@ func (s *Store) load() error {
 				return fmt.Errorf("pebblestore: %w", err)
 			}
 		}
+	case len(v) == 1 && v[0] == 1:
+		if !s.opts.ReadOnly {
+			if err := s.migrateV1(); err != nil {
+				return err
+			}
+		}
+		// A read-only store reads version 1 as it is: only Expire, which
+		// it refuses, reads the time index.
 	case len(v) != 1 || v[0] != layoutVersion:
 		return fmt.Errorf("%w: layout version %x, want %d", ErrIncompatible, v, layoutVersion)
 	}
@@ -181,12 +192,6 @@ func (s *Store) load() error {
 		s.nProviders.Store(int64(binary.BigEndian.Uint64(c)))
 		s.nValues.Store(int64(binary.BigEndian.Uint64(c[8:])))
 	}
-
-	n, err := s.countKeys([]byte{tagGuard}, tagEnd(tagGuard))
-	if err != nil {
-		return err
-	}
-	s.guards.Store(n)
 
 	b := s.db.NewBatch()
 	defer func() { b.Close() }()
@@ -268,6 +273,51 @@ func (s *Store) loadIndexes(b *pebble.Batch) (build []peer.ID, buildAll bool, er
 		}
 	}
 	return build, false, nil
+}
+
+// migrateV1 converts a store of layout version 1: its provider time-index
+// entries held the full Kademlia key and provider ID, and records whose
+// entries had been orphaned had guard keys. Each entry is rewritten in the
+// short form and the guards are dropped (Expire now checks every entry
+// against its record). It works in batches and sets the version last, so a
+// crash part way through makes the next Open start it again.
+func (s *Store) migrateV1() error {
+	s.log.Info("pebblestore: converting the time index to layout version 2")
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagExpiry}, UpperBound: tagEnd(tagExpiry)})
+	if err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	b := s.db.NewBatch()
+	defer func() { b.Close() }()
+	var kbuf []byte
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		ms, k, p, ok := v1ExpiryKey(it.Key())
+		if !ok {
+			continue // a value's entry, the same in both versions
+		}
+		b.Delete(it.Key(), nil)
+		kbuf = expiryKey(kbuf[:0], ms, kindProvider, &k, peer.ID(p))
+		b.Set(kbuf, nil, nil)
+		if n++; b.Len() > 4<<20 {
+			if err := b.Commit(pebble.Sync); err != nil {
+				return fmt.Errorf("pebblestore: %w", err)
+			}
+			b.Close()
+			b = s.db.NewBatch()
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	b.DeleteRange([]byte{tagGuard}, tagEnd(tagGuard), nil)
+	b.Set(metaVersion, []byte{layoutVersion}, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	s.log.Info("pebblestore: time index converted", "entries", n)
+	return nil
 }
 
 // isIndexed reports whether p's provider records have peer index entries.
@@ -476,7 +526,10 @@ func (s *Store) Metrics() *pebble.Metrics {
 // directory lock. Later calls return ErrClosed; Close itself is idempotent.
 //
 // Close flushes the memtable first, so that the next Open does not replay the
-// write-ahead log and answers at once.
+// write-ahead log and answers at once. It then removes the write-ahead logs
+// pebble keeps for reuse (up to three files the size of a memtable): after
+// the flush only the newest log can hold data, so a closed store's
+// directory holds its records and little else.
 func (s *Store) Close() error {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
@@ -495,6 +548,11 @@ func (s *Store) Close() error {
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	if !s.opts.ReadOnly && len(errs) == 0 {
+		if err := removeRecycledLogs(s.opts.FS, s.dir); err != nil {
+			s.log.Warn("pebblestore: removing recycled write-ahead logs", "error", err)
+		}
+	}
 	if err := s.lock.Close(); err != nil {
 		errs = append(errs, err)
 	}
@@ -502,4 +560,40 @@ func (s *Store) Close() error {
 		return fmt.Errorf("pebblestore: close: %w", err)
 	}
 	return nil
+}
+
+// removeRecycledLogs removes every write-ahead log in dir but the newest.
+// It runs after a flush and a close that succeeded: pebble then needs only
+// the newest log (its memtable was flushed into sstables before the switch
+// to it), and keeps the older ones only to reuse their files.
+func removeRecycledLogs(fs vfs.FS, dir string) error {
+	names, err := fs.List(dir)
+	if err != nil {
+		return err
+	}
+	type log struct {
+		num  uint64
+		name string
+	}
+	var logs []log
+	for _, name := range names {
+		num, ok := strings.CutSuffix(name, ".log")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(num, 10, 64); err == nil {
+			logs = append(logs, log{n, name})
+		}
+	}
+	if len(logs) < 2 {
+		return nil
+	}
+	newest := slices.MaxFunc(logs, func(a, b log) int { return cmp.Compare(a.num, b.num) })
+	var errs []error
+	for _, l := range logs {
+		if l != newest {
+			errs = append(errs, fs.Remove(fs.PathJoin(dir, l.name)))
+		}
+	}
+	return errors.Join(errs...)
 }

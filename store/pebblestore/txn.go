@@ -15,8 +15,8 @@ import (
 // Writes in the same batch must see each other (two records of one key, or
 // several AddProviders calls committed together), but a pebble batch is
 // write-only, so txn keeps what the batch changes in small overlays: the
-// providers of each key it touched, the counters, per-provider counts and
-// guards. Everything else is read from the database, which no one else
+// providers of each key it touched, the counters and per-provider counts.
+// Everything else is read from the database, which no one else
 // writes while s.wmu is held.
 type txn struct {
 	s  *Store
@@ -26,7 +26,6 @@ type txn struct {
 	nProv, nVal int64
 	keys        map[record.KadKey]*keyState
 	provCounts  map[string]*counter // by provider bytes
-	guards      map[string]*counter // by guard key
 
 	kbuf, vbuf []byte // scratch for keys and values
 }
@@ -39,9 +38,8 @@ type keyState struct {
 
 type provState struct {
 	id  peer.ID
-	exp int64 // Unix ms; if !ok, the header of the damaged value, if any
+	exp int64 // Unix ms, if ok
 	ok  bool  // the stored value's checksum holds
-	hdr bool  // the stored value has a header (exp is a guess when !ok)
 }
 
 func (ks *keyState) find(p peer.ID) int {
@@ -116,9 +114,6 @@ func (t *txn) keyState(k *record.KadKey) (*keyState, error) {
 		}
 		st := provState{id: peer.ID(p)}
 		st.exp, st.ok = verifyProvider(p, v)
-		if !st.ok {
-			st.exp, st.hdr = storedExpiry(v)
-		}
 		ks.provs = append(ks.provs, st)
 	}
 	if err := it.Error(); err != nil {
@@ -131,6 +126,11 @@ func (t *txn) keyState(k *record.KadKey) (*keyState, error) {
 // putProvider writes r, whose Kademlia key is k, as a refresh of the stored
 // record of its provider if there is one, and as a new record otherwise.
 // Count limits were checked by the caller.
+//
+// The record gets a time-index entry for its expiry unless the record it
+// refreshes had the same one. The entry of the old expiry stays: Expire
+// drops it when it falls due, seeing that the record's expiry is another
+// (expire.go), so a write never reads or deletes time-index entries.
 func (t *txn) putProvider(k *record.KadKey, r record.ProviderRecord) {
 	ks := t.keys[*k] // loaded by the caller's checks
 	ms := r.Expires.UnixMilli()
@@ -140,14 +140,8 @@ func (t *txn) putProvider(k *record.KadKey, r record.ProviderRecord) {
 	if i := ks.find(r.Provider); i >= 0 {
 		old := ks.provs[i]
 		ks.provs[i] = provState{id: r.Provider, exp: ms, ok: true}
-		switch {
-		case old.ok && old.exp == ms:
+		if old.ok && old.exp == ms {
 			return
-		case old.ok:
-			t.kbuf = expiryKey(t.kbuf[:0], old.exp, kindProvider, k, r.Provider)
-			t.b.Delete(t.kbuf, nil)
-		default:
-			t.orphan(kindProvider, k, []byte(r.Provider))
 		}
 	} else {
 		ks.provs = append(ks.provs, provState{id: r.Provider, exp: ms, ok: true})
@@ -166,76 +160,15 @@ func (t *txn) putProvider(k *record.KadKey, r record.ProviderRecord) {
 }
 
 // deleteProvider removes the stored record of p for k, described by st, and
-// drops it from the key's state if the txn holds it.
+// drops it from the key's state if the txn holds it. Its time-index entry
+// stays until it falls due (Expire then finds no record).
 func (t *txn) deleteProvider(k *record.KadKey, st provState) error {
 	if ks, ok := t.keys[*k]; ok {
 		if i := ks.find(st.id); i >= 0 {
 			ks.provs = append(ks.provs[:i], ks.provs[i+1:]...)
 		}
 	}
-	t.kbuf = provKey(t.kbuf[:0], k, st.id)
-	t.b.Delete(t.kbuf, nil)
-	if t.s.isIndexed(st.id) {
-		t.kbuf = peerKey(t.kbuf[:0], st.id, k)
-		t.b.Delete(t.kbuf, nil)
-	}
-	if st.ok {
-		t.kbuf = expiryKey(t.kbuf[:0], st.exp, kindProvider, k, st.id)
-		t.b.Delete(t.kbuf, nil)
-	} else {
-		t.orphan(kindProvider, k, []byte(st.id))
-	}
-	t.nProv--
-	if t.s.perProvider {
-		c, err := t.provCount([]byte(st.id))
-		if err != nil {
-			return err
-		}
-		c.cur--
-	}
-	return nil
-}
-
-// orphan notes that the time-index entry of the record (kind, k, p) cannot
-// be found, because the record's stored bytes are damaged, while the record
-// is being replaced or removed. The entry stays behind, and a guard tells
-// Expire to check entries of that record against the record before acting on
-// them (see expire.go).
-func (t *txn) orphan(kind byte, k *record.KadKey, p []byte) {
-	t.s.log.Warn("pebblestore: replacing a corrupt record; its expiry index entry is left for Expire to check",
-		"kind", string(kind), "kadkey", k.String(), "provider", peer.ID(p))
-	g, err := t.guard(guardKey(nil, kind, k, p))
-	if err != nil {
-		// Without the guard, Expire may remove the record early when the
-		// orphaned entry falls due; that is all.
-		t.s.log.Error("pebblestore: reading guard", "error", err)
-		return
-	}
-	g.cur++
-}
-
-// guard returns the overlaid guard count of a guard key.
-func (t *txn) guard(key []byte) (*counter, error) {
-	if g, ok := t.guards[string(key)]; ok {
-		return g, nil
-	}
-	v, err := t.s.get(key)
-	if err != nil {
-		return nil, err
-	}
-	g := &counter{}
-	if v != nil {
-		n, w := binary.Uvarint(v)
-		if w <= 0 {
-			return nil, fmt.Errorf("pebblestore: guard count of %d bytes", len(v))
-		}
-		g.orig, g.cur = int64(n), int64(n)
-	}
-	if t.guards == nil {
-		t.guards = make(map[string]*counter)
-	}
-	t.guards[string(key)] = g
-	return g, nil
+	return t.removeProvider(k, st.id)
 }
 
 // provCount returns the overlaid record count of provider p.
@@ -286,23 +219,6 @@ func (t *txn) commit() (wait func() error, err error) {
 			t.b.Set(t.kbuf, binary.AppendUvarint(nil, uint64(c.cur)), nil)
 		}
 	}
-	var guardDelta int64
-	for key, g := range t.guards {
-		switch {
-		case g.cur == g.orig:
-			continue
-		case g.cur <= 0:
-			t.b.Delete([]byte(key), nil)
-			if g.orig > 0 {
-				guardDelta--
-			}
-		default:
-			t.b.Set([]byte(key), binary.AppendUvarint(nil, uint64(g.cur)), nil)
-			if g.orig <= 0 {
-				guardDelta++
-			}
-		}
-	}
 	if t.b.Empty() {
 		return nil, nil
 	}
@@ -324,7 +240,6 @@ func (t *txn) commit() (wait func() error, err error) {
 	s.maybeGrowFilter()
 	s.nProviders.Store(t.nProv)
 	s.nValues.Store(t.nVal)
-	s.guards.Add(guardDelta)
 	return wait, nil
 }
 

@@ -255,15 +255,15 @@ func (s *Store) PutValue(ctx context.Context, r store.ValueRecord) error {
 				return fmt.Errorf("%w: %d records stored, 1 new, limit %d", store.ErrStoreFull, t.nProv+t.nVal, limit)
 			}
 			t.nVal++
-		} else if old.ok && old.exp != ms {
-			t.kbuf = expiryKey(t.kbuf[:0], old.exp, kindValue, &k, "")
-			t.b.Delete(t.kbuf, nil)
-		} else if !old.ok {
-			t.orphan(kindValue, &k, nil)
 		}
 		t.kbuf = valueKey(t.kbuf[:0], &k)
 		t.vbuf = appendValueValue(t.vbuf[:0], r)
 		t.b.Set(t.kbuf, t.vbuf, nil)
+		if found && old.ok && old.exp == ms {
+			return nil // its time-index entry is the one it has
+		}
+		// The entry of an old expiry stays until Expire drops it (see
+		// putProvider).
 		t.kbuf = expiryKey(t.kbuf[:0], ms, kindValue, &k, "")
 		t.b.Set(t.kbuf, nil, nil)
 		return nil
@@ -281,18 +281,12 @@ func (s *Store) DeleteValue(ctx context.Context, key []byte) error {
 	}
 	k := record.KadKeyOf(key)
 	return s.write(func(t *txn) error {
-		old, found, err := t.valueState(&k)
+		_, found, err := t.valueState(&k)
 		if err != nil || !found {
 			return err
 		}
 		t.kbuf = valueKey(t.kbuf[:0], &k)
 		t.b.Delete(t.kbuf, nil)
-		if old.ok {
-			t.kbuf = expiryKey(t.kbuf[:0], old.exp, kindValue, &k, "")
-			t.b.Delete(t.kbuf, nil)
-		} else {
-			t.orphan(kindValue, &k, nil)
-		}
 		t.nVal--
 		return nil
 	})

@@ -1,0 +1,124 @@
+package pebblestore_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/kadstore/kadstore/store"
+	"github.com/kadstore/kadstore/store/pebblestore"
+	"github.com/kadstore/kadstore/store/storetest"
+)
+
+// sameTail returns a peer ID that ends with the same four bytes as p, which
+// a time-index entry keeps of a provider ID.
+func sameTail(f *fixture, p peer.ID) peer.ID {
+	q := []byte(storetest.RandomPeer(f.rng))
+	copy(q[len(q)-4:], p[len(p)-4:])
+	return peer.ID(q)
+}
+
+// Two providers of one key whose IDs end alike share time-index entries when
+// their expiries are equal: Expire removes each record at its own expiry and
+// no earlier, and both when their common entry falls due.
+func TestExpireProvidersSharingEntries(t *testing.T) {
+	f := newFixture(t, store.Limits{})
+	key := storetest.RandomKey(f.rng)
+	a := storetest.RandomPeer(f.rng)
+	b := sameTail(f, a)
+	ra, rb := f.provider(key, a, time.Hour), f.provider(key, b, 3*time.Hour)
+	f.add(ra, rb)
+	f.clock.Advance(2 * time.Hour)
+	f.wantExpire(1)
+	f.wantProviders(key, rb)
+	f.clock.Advance(2 * time.Hour)
+	f.wantExpire(1)
+	f.wantStats(0, 0)
+
+	// Equal expiries: one entry for both records.
+	ra, rb = f.provider(key, a, time.Hour), f.provider(key, b, time.Hour)
+	f.add(ra, rb)
+	if n := pebblestore.KeysIn(f.s, 'e'); n != 1 {
+		t.Errorf("%d time-index entries for two records with one entry key, want 1", n)
+	}
+	// Refreshing one must not lose the other's expiry.
+	rb2 := f.provider(key, b, 5*time.Hour)
+	f.add(rb2)
+	f.clock.Advance(2 * time.Hour)
+	f.wantExpire(1)
+	f.wantProviders(key, rb2)
+	f.clock.Advance(4 * time.Hour)
+	f.wantExpire(1)
+	f.wantStats(0, 0)
+	for _, tag := range []byte("peo") {
+		if n := pebblestore.KeysIn(f.s, tag); n != 0 {
+			t.Errorf("%d keys left in %c| after everything expired", n, tag)
+		}
+	}
+}
+
+// A refresh leaves the entry of the old expiry, which Expire drops without
+// removing the record; a removal leaves its entry, which Expire drops
+// without counting a removal.
+func TestExpireStaleEntries(t *testing.T) {
+	f := newFixture(t, store.Limits{})
+	key, p := storetest.RandomKey(f.rng), storetest.RandomPeer(f.rng)
+	gone := f.provider(storetest.RandomKey(f.rng), p, time.Hour)
+	f.add(f.provider(key, p, time.Hour), gone)
+	fresh := f.provider(key, p, 3*time.Hour)
+	f.add(fresh)
+	if err := f.s.RemoveProvider(f.ctx, gone.Key, gone.Provider); err != nil {
+		t.Fatal(err)
+	}
+	if n := pebblestore.KeysIn(f.s, 'e'); n != 3 {
+		t.Errorf("%d time-index entries, want 3 (one stale, one of a removed record)", n)
+	}
+	f.clock.Advance(2 * time.Hour)
+	f.wantExpire(0)
+	f.wantProviders(key, fresh)
+	if n := pebblestore.KeysIn(f.s, 'e'); n != 1 {
+		t.Errorf("%d time-index entries after the stale ones fell due, want 1", n)
+	}
+	f.clock.Advance(2 * time.Hour)
+	f.wantExpire(1)
+	f.wantStats(0, 0)
+}
+
+// A store of layout version 1 (the previous release) is converted at Open:
+// its records are kept and expire when they should.
+func TestOpenConvertsLayoutV1(t *testing.T) {
+	f := newFixture(t, store.Limits{})
+	var short, long []store.ProviderRecord
+	for range 50 {
+		short = append(short, f.provider(storetest.RandomKey(f.rng), storetest.RandomPeer(f.rng), time.Hour))
+		long = append(long, f.provider(storetest.RandomKey(f.rng), storetest.RandomPeer(f.rng), 3*time.Hour))
+	}
+	f.add(short...)
+	f.add(long...)
+	val := storetest.NewValueRecord(f.rng, []byte("/test/v1"), storetest.RandomPeer(f.rng), f.clock.Now(), f.clock.Now().Add(time.Hour))
+	if err := f.s.PutValue(f.ctx, val); err != nil {
+		t.Fatal(err)
+	}
+	if err := pebblestore.DowngradeToV1(f.s); err != nil {
+		t.Fatal(err)
+	}
+	f.reopen()
+	if n := pebblestore.KeysIn(f.s, 'g'); n != 0 {
+		t.Errorf("%d version 1 guard keys left", n)
+	}
+	if n := pebblestore.KeysIn(f.s, 'e'); n != 101 {
+		t.Errorf("%d time-index entries after the conversion, want 101", n)
+	}
+	f.wantStats(100, 1)
+	f.clock.Advance(2 * time.Hour)
+	f.wantExpire(51)
+	f.wantStats(50, 0)
+	for _, r := range long {
+		f.wantProviders(r.Key, r)
+	}
+	f.reopen() // converted once: the version is now 2
+	f.clock.Advance(2 * time.Hour)
+	f.wantExpire(50)
+	f.wantStats(0, 0)
+}
