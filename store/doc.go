@@ -26,9 +26,20 @@
 // Concurrency. Every method is safe for concurrent use, may block on I/O, and
 // honours its context: a cancelled or expired context makes a method return an
 // error matching ctx.Err() (context.Canceled or context.DeadlineExceeded). A
-// method that returned nil has made its write visible to every later call; how
-// durable it is across a crash is the backend's documented option. After Close,
-// every method returns ErrClosed.
+// method that returned nil has made its write visible to every later call.
+// After Close, every method returns ErrClosed.
+//
+// Durability. A write method that returned nil has made its write durable as
+// its backend promises, before returning; nothing is acknowledged first and
+// written later. The persistent backends promise, by default, that the write
+// survives the death of the process (kill -9, a panic, the OOM killer): the
+// embedded pebblestore hands every commit to the operating system before it
+// returns, and pgstore's commit is the server's (with PostgreSQL's default
+// synchronous_commit, it also survives the server machine's power loss).
+// pebblestore's Options.Sync extends its promise to power loss and machine
+// crashes by fsyncing each commit, shared among concurrent writers; without
+// it a machine crash may lose the writes of the last seconds, and never
+// damages the store. memstore keeps nothing across the end of its process.
 //
 // Limits. Each limit in Limits is a distinct error: a value larger than
 // MaxValueSize gives ErrValueTooLarge, a new provider for a key that already has

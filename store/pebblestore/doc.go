@@ -11,13 +11,13 @@
 // key), provider the peer ID's bytes, expiry Unix milliseconds as 8
 // big-endian bytes with the sign bit flipped (so byte order is time order):
 //
-//	p|kadkey|provider               -> provider record
-//	v|kadkey                        -> value record
-//	e|expiry|kind|kadkey[|provider] -> nil          time index ('P' or 'V')
-//	o|len(provider)|provider|kadkey -> nil          peer index
-//	c|provider                      -> count        records of the provider
-//	g|kind|kadkey[|provider]        -> count        guards (see Expire)
-//	m|...                           -> metadata     layout version, counts
+//	p|kadkey|provider                   -> provider record
+//	v|kadkey                            -> value record
+//	e|expiry|P|kadkey[:8]|provider[-4:] -> nil      time index, providers
+//	e|expiry|V|kadkey                   -> nil      time index, values
+//	o|len(provider)|provider|kadkey     -> nil      peer index
+//	c|provider                          -> count    records of the provider
+//	m|...                               -> metadata layout version, counts
 //
 // What each operation costs:
 //
@@ -25,6 +25,13 @@
 //     provider keys after that prefix and every level has bloom filters on
 //     it, so a key nobody provides is usually answered from the filters
 //     alone. Records come out in provider ID order, as the contract wants.
+//   - AddProviders must know the key's stored providers (a refresh or a new
+//     record, the per-key limit). It reads them with one prefix seek, except
+//     for a key the key filter (keyfilter.go: a Bloom filter in memory of
+//     the keys that have providers) says has none, and for a key a recent
+//     commit wrote, whose providers it remembers. It then writes the record
+//     and, unless its expiry is unchanged, a 22-byte time-index entry: it
+//     never reads or deletes time-index entries.
 //   - A scan of a Region is one key range of p| or v|: kadkey comes first,
 //     so keyspace order is key order, and a Cursor (a position, not pebble
 //     state) becomes the range's lower bound.
@@ -32,20 +39,30 @@
 //     the peer index, itself in Kademlia key order, and reads each record with
 //     a seek that only moves forward: the node's own records are found
 //     without reading the millions of records it stores for others. The
-//     index costs about 35 bytes a record on disk after prefix compression
+//     index costs about 40 bytes a record on disk after prefix compression
 //     (a provider's entries share their prefix). A value scan restricted to a
 //     publisher filters the v| range instead: value records are few.
 //   - Expire reads the time index from its front up to now (and from its
 //     back down to now+2×MaxTTL, for records a clock jump left too far
-//     ahead), and deletes each record with its index entries without reading
-//     it, then the visited index range with one range deletion; live records
-//     are never read, so its cost grows with what expired.
+//     ahead). An entry names its record only by 12 bytes, and entries of
+//     old expiries stay behind when a record is refreshed or removed, so
+//     Expire checks each due entry against the records it may name (sorted,
+//     with forward steps and seeks through p|) and removes a record only if
+//     its stored expiry is the entry's; then it deletes the visited entries
+//     with one range deletion. Live records outside the checked prefixes
+//     are never read: its cost grows with what is due, not with the store.
+//     The short entries are the reason: full ones (70 bytes of key and
+//     provider) let Expire delete without reading, but made the store 2.1×
+//     the raw records on disk instead of 1.3× (docs/BENCHMARKS.md).
 //   - Record counts per kind are stored under m| and written by every batch
 //     that changes them, so Stats and MaxRecords need no scan after a
 //     restart. Per-provider counts (c|) exist only while
 //     Limits.MaxRecordsPerProvider is set: Open builds them from the peer
 //     index when the limit is switched on, and drops them when it is
 //     switched off, since they would go stale.
+//
+// Layout version 1 had full time-index entries and guard keys for entries
+// orphaned by damaged records; Open converts such a store once.
 //
 // # Values
 //
@@ -63,20 +80,22 @@
 //
 // Readers (GetValue, Providers, Scan, Stats) take no lock: each call reads
 // through its own pebble iterator, a consistent snapshot as of its start.
-// Writers hold one mutex over their read-modify-write (the record they
-// replace, whose time-index entry they delete, and the counters) and the
-// batch commit; nothing a reader waits for. AddProviders calls that arrive
-// while a batch is being committed are committed together in the next batch
-// (group commit), each call still all or nothing, so concurrent small calls
-// share the commit, and with Options.Sync the fsync. Expire deletes in
-// batches of about a thousand records, releasing the mutex in between.
-// Every call holds a shared lock that Close takes exclusively, so Close
-// waits for calls in flight, and calls after it return store.ErrClosed.
+// Writers hold one mutex over their read-modify-write (the providers of the
+// keys they write, and the counters) and the batch commit; nothing a reader
+// waits for. AddProviders calls that arrive while a batch is being committed
+// are committed together in the next batch (group commit), each call still
+// all or nothing, so concurrent small calls share the commit's write of the
+// log, and with Options.Sync its fsync. Expire deletes in batches of about a
+// thousand entries, releasing the mutex in between. Every call holds a
+// shared lock that Close takes exclusively, so Close waits for calls in
+// flight, and calls after it return store.ErrClosed.
 //
 // # Durability and memory
 //
-// See Options: writes are in the write-ahead log when they return, fsynced
-// only with Options.Sync. Memory is bounded by Options.CacheSize and
-// Options.MemTableSize, not by the number of records. A second Open of a
-// directory that is open fails at once with ErrLocked.
+// A write that returned nil survives the death of the process; with
+// Options.Sync it also survives power loss (see Options.Sync and
+// durability.go). Memory is bounded by Options.CacheSize,
+// Options.MemTableSize and the key filter (about 1.25 bytes a key), not by
+// the records. A second Open of a directory that is open fails at once with
+// ErrLocked.
 package pebblestore

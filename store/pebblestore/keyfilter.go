@@ -39,9 +39,8 @@ import (
 // are SHA-256 digests, so their bytes are already uniform hashes.
 type keyFilter struct {
 	blocks []filterBlock
-	mask   uint64       // len(blocks)-1, a power of two minus one
 	keys   int64        // keys the filter was sized for
-	added  atomic.Int64 // keys added (with repeats)
+	added  atomic.Int64 // keys added (those whose records all went, too)
 	ready  atomic.Bool  // every stored key has been added
 }
 
@@ -58,13 +57,15 @@ var filterMinKeys int64 = 1 << 20
 
 func newKeyFilter(keys int64) *keyFilter {
 	keys = max(keys, filterMinKeys)
-	n := uint64(keys) * filterBitsPerKey / 512
-	n = 1 << bits.Len64(n-1) // a power of two
-	return &keyFilter{blocks: make([]filterBlock, n), mask: n - 1, keys: keys}
+	n := (uint64(keys)*filterBitsPerKey + 511) / 512
+	return &keyFilter{blocks: make([]filterBlock, n), keys: keys}
 }
 
 func (f *keyFilter) probe(k *record.KadKey, set bool) bool {
-	b := &f.blocks[binary.LittleEndian.Uint64(k[0:8])&f.mask]
+	// The block is the high word of hash×blocks: uniform, without a power
+	// of two's rounding up.
+	i, _ := bits.Mul64(binary.LittleEndian.Uint64(k[0:8]), uint64(len(f.blocks)))
+	b := &f.blocks[i]
 	h := binary.LittleEndian.Uint64(k[8:16])
 	for range filterProbes {
 		bit := h & 511
@@ -103,8 +104,8 @@ func (s *Store) hasNoProviders(k *record.KadKey) bool {
 	return true
 }
 
-// filterAdd adds the key of a new provider record to the filters. The caller
-// holds s.wmu.
+// filterAdd adds a key that had no provider records to the filters. The
+// caller holds s.wmu.
 func (s *Store) filterAdd(k *record.KadKey) {
 	if s.filter != nil {
 		s.filter.add(k)
@@ -120,7 +121,7 @@ func (s *Store) filterAdd(k *record.KadKey) {
 // filter.
 func (s *Store) maybeGrowFilter() {
 	if s.filterNext == nil && s.filter != nil && s.filter.overfull() {
-		s.startFilterBuild(2 * max(s.filter.added.Load(), s.nProviders.Load()))
+		s.startFilterBuild(2 * s.filter.added.Load())
 	}
 }
 

@@ -143,7 +143,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if !opts.ReadOnly {
 		s.wmu.Lock()
-		s.startFilterBuild(2 * s.nProviders.Load())
+		// Records are at least as many as keys: room for every key,
+		// and for as many new ones as records share keys.
+		s.startFilterBuild(s.nProviders.Load())
 		s.wmu.Unlock()
 	}
 	return s, nil

@@ -144,8 +144,10 @@ func (t *txn) putProvider(k *record.KadKey, r record.ProviderRecord) {
 			return
 		}
 	} else {
+		if len(ks.provs) == 0 {
+			t.s.filterAdd(k) // a key without providers until now
+		}
 		ks.provs = append(ks.provs, provState{id: r.Provider, exp: ms, ok: true})
-		t.s.filterAdd(k)
 		if t.s.isIndexed(r.Provider) {
 			t.kbuf = peerKey(t.kbuf[:0], r.Provider, k)
 			t.b.Set(t.kbuf, nil, nil)
