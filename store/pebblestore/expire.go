@@ -17,8 +17,8 @@ import (
 )
 
 // expireChunk is how many time-index entries Expire handles per batch. Each
-// batch holds s.wmu (never a reader's lock) for about a millisecond, so
-// writers wait at most that long behind Expire.
+// batch holds every shard's lock (never a reader's lock) for about a
+// millisecond, so writers wait at most that long behind Expire.
 const expireChunk = 1024
 
 // Expire removes up to limit records whose expiry is at or before now, or
@@ -90,7 +90,7 @@ func (s *Store) expireChunk(lower, upper []byte, max int) (int, []byte, error) {
 		n    int
 		next []byte
 	)
-	err := s.write(func(t *txn) (err error) {
+	err := s.writeShards(s.shards, func(t *txn) (err error) {
 		n, next, err = t.expire(lower, upper, max)
 		return err
 	})
@@ -134,7 +134,7 @@ func (t *txn) expire(lower, upper []byte, max int) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	// Every entry in [lower, last] was visited under s.wmu, so one range
+	// Every entry in [lower, last] was visited with every shard held, so one range
 	// deletion removes them all.
 	next := successor(last)
 	t.b.DeleteRange(lower, next, nil)
@@ -288,7 +288,7 @@ func (t *txn) removeDueValue(e expiryEntry, removed map[string]bool) (bool, erro
 	}
 	removed[string(key)] = true
 	t.b.Delete(key, nil)
-	t.nVal--
+	t.dVal--
 	return true, nil
 }
 
@@ -297,12 +297,12 @@ func (t *txn) removeDueValue(e expiryEntry, removed map[string]bool) (bool, erro
 func (t *txn) removeProvider(k *record.KadKey, p peer.ID) error {
 	t.kbuf = provKey(t.kbuf[:0], k, p)
 	t.b.Delete(t.kbuf, nil)
-	t.s.recent.forget(k)
+	t.s.shardOf(k).recent.forget(k)
 	if t.s.isIndexed(p) {
 		t.kbuf = peerKey(t.kbuf[:0], p, k)
 		t.b.Delete(t.kbuf, nil)
 	}
-	t.nProv--
+	t.dProv--
 	if t.s.perProvider {
 		c, err := t.provCount([]byte(p))
 		if err != nil {

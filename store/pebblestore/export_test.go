@@ -13,9 +13,10 @@ import (
 // with garbage, as a bug or a bad restore would.
 func CorruptProvider(s *Store, key []byte, p peer.ID, garbage []byte) error {
 	k := record.KadKeyOf(key)
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.recent.forget(&k)
+	sh := s.shardOf(&k)
+	sh.wmu.Lock()
+	defer sh.wmu.Unlock()
+	sh.recent.forget(&k)
 	return s.db.Set(provKey(nil, &k, p), garbage, pebble.Sync)
 }
 
@@ -53,16 +54,18 @@ func WaitFilterBuilds(s *Store) { s.bg.Wait() }
 
 // FilterReady reports whether a complete key filter is in use.
 func FilterReady(s *Store) bool {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	lockShards(s.shards)
+	defer unlockShards(s.shards)
 	return s.filter != nil && s.filter.ready.Load()
 }
 
 // ForgetRecent empties the recent keys, so that the next writes read.
 func ForgetRecent(s *Store) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.recent.clear()
+	lockShards(s.shards)
+	defer unlockShards(s.shards)
+	for _, sh := range s.shards {
+		sh.recent.clear()
+	}
 }
 
 // SetFilterMinKeys sets the smallest key filter size, for tests of its
@@ -76,8 +79,8 @@ func SetFilterMinKeys(n int64) (restore func()) {
 // FilterKeys returns how many keys the key filter in use was sized for (0
 // without one).
 func FilterKeys(s *Store) int64 {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	lockShards(s.shards)
+	defer unlockShards(s.shards)
 	if s.filter == nil {
 		return 0
 	}

@@ -26,10 +26,11 @@ import (
 // count a refresh as a new record and leave its old time-index entry behind),
 // so it is only used once it is complete: Open starts building it in the
 // background from a scan of the provider records (keys only), and every new
-// record's key is added to it (and to a filter being built) under s.wmu
-// before the record is committed. The build registers its filter and opens
-// its scan under s.wmu, between two commits, so a record is either committed
-// before the scan's snapshot, and scanned, or added afterwards by its write. Until the build
+// record's key is added to it (and to a filter being built) with the key's
+// shard held, before the record is committed. The build registers its filter
+// and opens its scan with every shard held, between commits, so a record is
+// either committed before the scan's snapshot, and scanned, or added
+// afterwards by its write. Until the build
 // ends, writes read as before. Keys are never removed (a key whose records
 // expired only costs a read); once more keys were added than the filter was
 // sized for, a larger one is built the same way and replaces it.
@@ -94,7 +95,7 @@ func (f *keyFilter) mayContain(k *record.KadKey) bool { return f.probe(k, false)
 func (f *keyFilter) overfull() bool { return f.added.Load() > f.keys }
 
 // hasNoProviders reports whether k certainly has no provider records. The
-// caller holds s.wmu.
+// caller holds k's shard.
 func (s *Store) hasNoProviders(k *record.KadKey) bool {
 	f := s.filter
 	if f == nil || !f.ready.Load() || f.mayContain(k) {
@@ -105,7 +106,7 @@ func (s *Store) hasNoProviders(k *record.KadKey) bool {
 }
 
 // filterAdd adds a key that had no provider records to the filters. The
-// caller holds s.wmu.
+// caller holds k's shard.
 func (s *Store) filterAdd(k *record.KadKey) {
 	if s.filter != nil {
 		s.filter.add(k)
@@ -115,18 +116,33 @@ func (s *Store) filterAdd(k *record.KadKey) {
 	}
 }
 
-// maybeGrowFilter starts building a larger filter when the one in use is
-// overfull. The caller holds s.wmu and has no uncommitted writes: the
-// build's scan must see every record whose key was added only to the old
-// filter.
+// maybeGrowFilter starts replacing the filter in use when it is overfull.
+// The caller holds some shards; the build must be registered with every
+// shard held and no write uncommitted (its scan must see every record whose
+// key was added only to the old filter), so a goroutine does it.
 func (s *Store) maybeGrowFilter() {
-	if s.filterNext == nil && s.filter != nil && s.filter.overfull() {
-		s.startFilterBuild(2 * s.filter.added.Load())
+	f := s.filter
+	if f == nil || !f.overfull() || !s.growing.CompareAndSwap(false, true) {
+		return
 	}
+	s.bg.Go(func() {
+		lockShards(s.shards)
+		defer unlockShards(s.shards)
+		select {
+		case <-s.stop:
+			s.growing.Store(false)
+			return
+		default:
+		}
+		if s.filterNext == nil && s.filter == f {
+			s.startFilterBuild(2 * f.added.Load())
+		}
+		s.growing.Store(false)
+	})
 }
 
 // startFilterBuild registers a new filter sized for keys and starts its
-// build. The caller holds s.wmu.
+// build. The caller holds every shard.
 func (s *Store) startFilterBuild(keys int64) {
 	f := newKeyFilter(keys)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagProv}, UpperBound: tagEnd(tagProv)})
@@ -137,8 +153,8 @@ func (s *Store) startFilterBuild(keys int64) {
 	s.filterNext = f
 	s.bg.Go(func() {
 		err := s.buildFilter(f, it)
-		s.wmu.Lock()
-		defer s.wmu.Unlock()
+		lockShards(s.shards)
+		defer unlockShards(s.shards)
 		s.filterNext = nil
 		if err != nil {
 			// The old filter (if any) stays in use: it is still complete.
@@ -176,7 +192,7 @@ func (s *Store) buildFilter(f *keyFilter, it *pebble.Iterator) error {
 // recentKeys remembers the provider records (their states) of the keys the
 // last commits wrote, so that a write to a key written moments before (the
 // providers of one key often arrive together) needs no read either. It is
-// used under s.wmu only: commits store the states they leave, and Expire
+// used with its shard held: commits store the states they leave, and Expire
 // forgets the keys whose records it deletes.
 type recentKeys struct {
 	m    map[record.KadKey][]provState

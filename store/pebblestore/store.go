@@ -52,11 +52,16 @@ type Store struct {
 	closeMu sync.RWMutex
 	closed  bool
 
-	// wmu serialises writers over the read-modify-write of existing entries
-	// and counters and the batch commit. Readers never take it.
-	wmu sync.Mutex
-	// Record counts, as of the last commit. Written under wmu, read by Stats.
+	// shards are the writers (shard.go).
+	shards []*shard
+	// Record counts, as of the last commits: the sums of the shards' parts.
 	nProviders, nValues atomic.Int64
+	// nRecords is the total the MaxRecords check reserves room in: the
+	// records stored plus those being committed.
+	nRecords atomic.Int64
+	// provMu is held by a txn that reads per-provider counts, until its
+	// batch is applied.
+	provMu sync.Mutex
 	// perProvider is set when per-provider counts are maintained
 	// (Limits.MaxRecordsPerProvider > 0).
 	perProvider bool
@@ -65,12 +70,6 @@ type Store struct {
 	indexed  map[peer.ID]bool
 	indexAll bool
 
-	// Group commit of AddProviders: requests queue in queue (under qmu); the
-	// goroutine that holds the leader token commits them in groups.
-	qmu    sync.Mutex
-	queue  []*addRequest
-	leader chan struct{}
-
 	// addrs caches decoded addresses for reads.
 	addrs *addrCache
 
@@ -78,10 +77,10 @@ type Store struct {
 	expireVisited atomic.Int64
 
 	// The key filter (keyfilter.go): filter is complete and in use,
-	// filterNext is being built. Both are written under wmu.
+	// filterNext is being built. Both are written with every shard held.
 	filter, filterNext *keyFilter
-	// recent holds the provider states of recently written keys; under wmu.
-	recent recentKeys
+	// growing is set while a goroutine replaces an overfull filter.
+	growing atomic.Bool
 	// filterSkips and recentHits count the reads the filter and recent
 	// saved (for tests).
 	filterSkips, recentHits atomic.Int64
@@ -131,7 +130,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		log:     opts.Logger,
 		db:      db,
 		lock:    lock,
-		leader:  make(chan struct{}, 1),
+		shards:  newShards(),
 		indexed: make(map[peer.ID]bool),
 		addrs:   newAddrCache(),
 		stop:    make(chan struct{}),
@@ -142,11 +141,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if !opts.ReadOnly {
-		s.wmu.Lock()
+		lockShards(s.shards)
 		// Records are at least as many as keys: room for every key,
 		// and for as many new ones as records share keys.
 		s.startFilterBuild(s.nProviders.Load())
-		s.wmu.Unlock()
+		unlockShards(s.shards)
 	}
 	return s, nil
 }
@@ -183,16 +182,8 @@ func (s *Store) load() error {
 		return fmt.Errorf("%w: layout version %x, want %d", ErrIncompatible, v, layoutVersion)
 	}
 
-	c, err := s.get(metaCounts)
-	if err != nil {
+	if err := s.loadCounts(); err != nil {
 		return err
-	}
-	if c != nil {
-		if len(c) != 16 {
-			return fmt.Errorf("%w: record counts of %d bytes", store.ErrCorrupt, len(c))
-		}
-		s.nProviders.Store(int64(binary.BigEndian.Uint64(c)))
-		s.nValues.Store(int64(binary.BigEndian.Uint64(c[8:])))
 	}
 
 	b := s.db.NewBatch()
@@ -223,6 +214,48 @@ func (s *Store) load() error {
 		}
 	}
 	s.perProvider = countsWanted
+	return nil
+}
+
+// loadCounts reads the record counts: the sum of the parts under m|n and
+// m|n|shard (a store of version 1 has only m|n). A writable store then
+// keeps the sum in the first shard's part and drops the others.
+func (s *Store) loadCounts() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: metaCounts, UpperBound: prefixEnd(metaCounts)})
+	if err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	var prov, val int64
+	var keys [][]byte
+	for it.First(); it.Valid(); it.Next() {
+		v := it.Value()
+		if len(v) != 16 || len(it.Key()) > len(metaCounts)+1 {
+			return fmt.Errorf("%w: record counts %x of %d bytes", store.ErrCorrupt, it.Key(), len(v))
+		}
+		prov += int64(binary.BigEndian.Uint64(v))
+		val += int64(binary.BigEndian.Uint64(v[8:]))
+		keys = append(keys, bytes.Clone(it.Key()))
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	s.nProviders.Store(prov)
+	s.nValues.Store(val)
+	s.nRecords.Store(prov + val)
+	s.shards[0].nProv, s.shards[0].nVal = prov, val
+	if s.opts.ReadOnly || len(keys) == 0 || len(keys) == 1 && bytes.Equal(keys[0], countKeyOf(0)) {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, k := range keys {
+		b.Delete(k, nil)
+	}
+	b.Set(countKeyOf(0), encodeCounts(prov, val), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
 	return nil
 }
 

@@ -9,23 +9,29 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/kadstore/kadstore/record"
+	"github.com/kadstore/kadstore/store"
 )
 
-// txn is one batch of writes being built, and then committed, under s.wmu.
+// txn is one batch of writes being built, and then committed, with the locks
+// of its shards held (shard.go).
 // Writes in the same batch must see each other (two records of one key, or
 // several AddProviders calls committed together), but a pebble batch is
 // write-only, so txn keeps what the batch changes in small overlays: the
 // providers of each key it touched, the counters and per-provider counts.
-// Everything else is read from the database, which no one else
-// writes while s.wmu is held.
+// Everything else is read from the database, where no one else writes the
+// keys of the txn's shards meanwhile.
 type txn struct {
-	s  *Store
-	b  *pebble.Batch
-	it *pebble.Iterator // opened lazily; sees the database as of its opening
+	s      *Store
+	shards []*shard // held, in shard order
+	b      *pebble.Batch
+	it     *pebble.Iterator // opened lazily; sees the database as of its opening
 
-	nProv, nVal int64
-	keys        map[record.KadKey]*keyState
-	provCounts  map[string]*counter // by provider bytes
+	// dProv and dVal are the changes to the record counts; reserved is the
+	// room reserved for new records in s.nRecords.
+	dProv, dVal, reserved int64
+	provLocked            bool // holds s.provMu
+	keys                  map[record.KadKey]*keyState
+	provCounts            map[string]*counter // by provider bytes
 
 	kbuf, vbuf []byte // scratch for keys and values
 }
@@ -55,13 +61,18 @@ func (ks *keyState) find(p peer.ID) int {
 // batch.
 type counter struct{ orig, cur int64 }
 
-func (s *Store) newTxn() *txn {
-	return &txn{
-		s:     s,
-		b:     s.db.NewBatch(),
-		nProv: s.nProviders.Load(),
-		nVal:  s.nValues.Load(),
+// newTxn starts a txn; the caller holds the shards' locks.
+func (s *Store) newTxn(shards []*shard) *txn {
+	return &txn{s: s, shards: shards, b: s.db.NewBatch()}
+}
+
+// reserve reserves room for n new records (the MaxRecords limit).
+func (t *txn) reserve(n int64) error {
+	if have, ok := t.s.reserve(n); !ok {
+		return fmt.Errorf("%w: %d records stored, %d new, limit %d", store.ErrStoreFull, have, n, t.s.limits.MaxRecords)
 	}
+	t.reserved += n
+	return nil
 }
 
 // iter returns the txn's iterator over the database.
@@ -87,7 +98,7 @@ func (t *txn) keyState(k *record.KadKey) (*keyState, error) {
 	if t.keys == nil {
 		t.keys = make(map[record.KadKey]*keyState)
 	}
-	if provs, ok := t.s.recent.get(k); ok {
+	if provs, ok := t.s.shardOf(k).recent.get(k); ok {
 		ks := &keyState{provs: append([]provState(nil), provs...)}
 		t.keys[*k] = ks
 		t.s.recentHits.Add(1)
@@ -152,7 +163,7 @@ func (t *txn) putProvider(k *record.KadKey, r record.ProviderRecord) {
 			t.kbuf = peerKey(t.kbuf[:0], r.Provider, k)
 			t.b.Set(t.kbuf, nil, nil)
 		}
-		t.nProv++
+		t.dProv++
 		if t.s.perProvider {
 			t.provCounts[string(r.Provider)].cur++ // loaded by the checks
 		}
@@ -177,6 +188,10 @@ func (t *txn) deleteProvider(k *record.KadKey, st provState) error {
 func (t *txn) provCount(p []byte) (*counter, error) {
 	if c, ok := t.provCounts[string(p)]; ok {
 		return c, nil
+	}
+	if !t.provLocked {
+		t.s.provMu.Lock()
+		t.provLocked = true
 	}
 	t.kbuf = countKey(t.kbuf[:0], p)
 	v, err := t.s.get(t.kbuf)
@@ -204,11 +219,9 @@ func (t *txn) provCount(p []byte) (*counter, error) {
 // caller then calls wait, which returns once the write is durable.
 func (t *txn) commit() (wait func() error, err error) {
 	s := t.s
-	if t.nProv != s.nProviders.Load() || t.nVal != s.nValues.Load() {
-		var c [16]byte
-		binary.BigEndian.PutUint64(c[:], uint64(t.nProv))
-		binary.BigEndian.PutUint64(c[8:], uint64(t.nVal))
-		t.b.Set(metaCounts, c[:], nil)
+	first := t.shards[0]
+	if t.dProv != 0 || t.dVal != 0 {
+		t.b.Set(countKeyOf(first.idx), encodeCounts(first.nProv+t.dProv, first.nVal+t.dVal), nil)
 	}
 	for p, c := range t.provCounts {
 		if c.cur == c.orig {
@@ -222,32 +235,41 @@ func (t *txn) commit() (wait func() error, err error) {
 		}
 	}
 	if t.b.Empty() {
+		s.nRecords.Add(-t.reserved)
 		return nil, nil
 	}
 	// A synced commit, applied without waiting for the sync so that the
-	// caller can release s.wmu first and let the next batch join it. Without
-	// Options.Sync the "sync" is the log's write to the page cache (see
-	// durability.go).
+	// caller can release the shards first and let the next batch join it.
+	// Without Options.Sync the "sync" is the log's write to the page cache
+	// (see durability.go).
 	err = s.db.ApplyNoSyncWait(t.b, pebble.Sync)
 	wait = t.b.SyncWait
 	if err != nil {
+		s.nRecords.Add(-t.reserved)
 		for k := range t.keys {
-			s.recent.forget(&k)
+			s.shardOf(&k).recent.forget(&k)
 		}
 		return nil, fmt.Errorf("pebblestore: commit: %w", err)
 	}
 	for k, ks := range t.keys {
-		s.recent.put(&k, ks.provs)
+		s.shardOf(&k).recent.put(&k, ks.provs)
 	}
+	first.nProv += t.dProv
+	first.nVal += t.dVal
+	s.nProviders.Add(t.dProv)
+	s.nValues.Add(t.dVal)
+	s.nRecords.Add(t.dProv + t.dVal - t.reserved)
 	s.maybeGrowFilter()
-	s.nProviders.Store(t.nProv)
-	s.nValues.Store(t.nVal)
 	return wait, nil
 }
 
-// close releases the txn's iterator and batch; after commit with a wait,
-// only once wait has returned.
+// close releases the txn's iterator, batch and provMu; after commit with a
+// wait, only once wait has returned.
 func (t *txn) close() {
+	if t.provLocked {
+		t.s.provMu.Unlock()
+		t.provLocked = false
+	}
 	var errs []error
 	if t.it != nil {
 		errs = append(errs, t.it.Close())

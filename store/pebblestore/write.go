@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -23,7 +22,7 @@ const maxGroupRecords = 8192
 type addRequest struct {
 	ctx  context.Context
 	recs []store.ProviderRecord
-	now  time.Time
+	kks  []record.KadKey // the records' Kademlia keys
 	err  error
 	done bool          // set by the committing goroutine before wake
 	wake chan struct{} // capacity 1; signalled when done
@@ -31,12 +30,15 @@ type addRequest struct {
 
 // AddProviders stores the records as one atomic batch.
 //
-// Concurrent calls are committed together (group commit): each call queues
-// its request, and whichever caller holds the leader token takes the queued
+// A call whose records all belong to one shard (shard.go), as a call of one
+// record does, goes through the shard's group commit: it queues its request,
+// and whichever caller holds the shard's leader token takes the queued
 // requests, applies them one after the other to one pebble batch (each
-// request all or nothing) and commits that batch once, then wakes their
-// callers. So the cost of a commit, and of an fsync with Options.Sync, is
-// shared by every call that arrived while the previous one was running.
+// request all or nothing), commits that batch once and wakes their callers.
+// So the cost of a commit, and of an fsync with Options.Sync, is shared by
+// every call that arrived while the previous one was running, and calls for
+// different shards commit in parallel. A call spanning shards holds them all
+// and commits alone.
 func (s *Store) AddProviders(ctx context.Context, recs ...store.ProviderRecord) error {
 	if err := s.acquireWrite(ctx); err != nil {
 		return err
@@ -51,42 +53,51 @@ func (s *Store) AddProviders(ctx context.Context, recs ...store.ProviderRecord) 
 	if len(recs) == 0 {
 		return nil
 	}
-	req := &addRequest{ctx: ctx, recs: recs, now: now, wake: make(chan struct{}, 1)}
-	s.qmu.Lock()
-	s.queue = append(s.queue, req)
-	s.qmu.Unlock()
+	kks := make([]record.KadKey, len(recs))
+	for i, r := range recs {
+		kks[i] = record.KadKeyOf(r.Key)
+	}
+	shards := s.shardsOf(kks)
+	if len(shards) > 1 {
+		return s.writeShards(shards, func(t *txn) error { return t.addProviders(recs, kks) })
+	}
+	sh := shards[0]
+	req := &addRequest{ctx: ctx, recs: recs, kks: kks, wake: make(chan struct{}, 1)}
+	sh.qmu.Lock()
+	sh.queue = append(sh.queue, req)
+	sh.qmu.Unlock()
 	for {
 		select {
 		case <-req.wake:
 			return req.err
-		case s.leader <- struct{}{}:
+		case sh.leader <- struct{}{}:
 			// req.done may have been set by the previous leader (whose
 			// release of the token happens before this acquisition).
-			s.lead(req)
-			<-s.leader
+			s.lead(sh, req)
+			<-sh.leader
 			return req.err
 		}
 	}
 }
 
-// lead commits groups of queued requests until own is done. The caller
-// holds the leader token; every request it finds queued is waiting for the
+// lead commits groups of sh's queued requests until own is done. The caller
+// holds sh's leader token; every request it finds queued is waiting for the
 // token or for its wake signal, so none is stranded when lead returns.
-func (s *Store) lead(own *addRequest) {
+func (s *Store) lead(sh *shard, own *addRequest) {
 	for !own.done {
-		s.qmu.Lock()
+		sh.qmu.Lock()
 		n, recs := 0, 0
-		for n < len(s.queue) && (n == 0 || recs+len(s.queue[n].recs) <= maxGroupRecords) {
-			recs += len(s.queue[n].recs)
+		for n < len(sh.queue) && (n == 0 || recs+len(sh.queue[n].recs) <= maxGroupRecords) {
+			recs += len(sh.queue[n].recs)
 			n++
 		}
-		group := append([]*addRequest(nil), s.queue[:n]...)
-		m := copy(s.queue, s.queue[n:])
-		clear(s.queue[m:])
-		s.queue = s.queue[:m]
-		s.qmu.Unlock()
+		group := append([]*addRequest(nil), sh.queue[:n]...)
+		m := copy(sh.queue, sh.queue[n:])
+		clear(sh.queue[m:])
+		sh.queue = sh.queue[:m]
+		sh.qmu.Unlock()
 
-		s.commitGroup(group)
+		s.commitGroup(sh, group)
 		for _, r := range group {
 			r.done = true
 			if r != own {
@@ -97,22 +108,17 @@ func (s *Store) lead(own *addRequest) {
 }
 
 // commitGroup applies the requests to one batch and commits it.
-func (s *Store) commitGroup(group []*addRequest) {
-	s.wmu.Lock()
-	t := s.newTxn()
-	for _, r := range group {
-		if err := r.ctx.Err(); err != nil {
-			r.err = err
-			continue
+func (s *Store) commitGroup(sh *shard, group []*addRequest) {
+	err := s.writeShards([]*shard{sh}, func(t *txn) error {
+		for _, r := range group {
+			if err := r.ctx.Err(); err != nil {
+				r.err = err
+				continue
+			}
+			r.err = t.addProviders(r.recs, r.kks)
 		}
-		r.err = t.addProviders(r.recs)
-	}
-	wait, err := t.commit()
-	s.wmu.Unlock()
-	if err == nil && wait != nil {
-		err = wait()
-	}
-	t.close()
+		return nil
+	})
 	if err != nil {
 		for _, r := range group {
 			if r.err == nil {
@@ -126,9 +132,8 @@ func (s *Store) commitGroup(group []*addRequest) {
 // needs and checks every count limit first, and only then writes, so a call
 // that fails changes nothing. Limits are checked in the order memstore (the
 // reference) checks them: per key, per provider, then the whole store.
-func (t *txn) addProviders(recs []store.ProviderRecord) error {
+func (t *txn) addProviders(recs []store.ProviderRecord, kks []record.KadKey) error {
 	limits := &t.s.limits
-	kks := make([]record.KadKey, len(recs))
 	var (
 		added    int64
 		seen     map[store.Position]bool
@@ -137,9 +142,6 @@ func (t *txn) addProviders(recs []store.ProviderRecord) error {
 		firstKey record.KadKey
 		firstP   peer.ID
 	)
-	for i, r := range recs {
-		kks[i] = record.KadKeyOf(r.Key)
-	}
 	// Read the keys' providers in key order: consecutive seeks that move
 	// forward let pebble reuse its position in each level.
 	order := make([]int, len(recs))
@@ -198,8 +200,8 @@ func (t *txn) addProviders(recs []store.ProviderRecord) error {
 				}
 			}
 		}
-		if limit := limits.MaxRecords; limit > 0 && t.nProv+t.nVal+added > limit {
-			return fmt.Errorf("%w: %d records stored, %d new, limit %d", store.ErrStoreFull, t.nProv+t.nVal, added, limit)
+		if err := t.reserve(added); err != nil {
+			return err
 		}
 	}
 	for _, i := range order {
@@ -221,7 +223,7 @@ func (s *Store) RemoveProvider(ctx context.Context, key []byte, p peer.ID) error
 		return err
 	}
 	k := record.KadKeyOf(key)
-	return s.write(func(t *txn) error {
+	return s.write(&k, func(t *txn) error {
 		ks, err := t.keyState(&k)
 		if err != nil {
 			return err
@@ -244,17 +246,17 @@ func (s *Store) PutValue(ctx context.Context, r store.ValueRecord) error {
 		return err
 	}
 	k := record.KadKeyOf(r.Key)
-	return s.write(func(t *txn) error {
+	return s.write(&k, func(t *txn) error {
 		old, found, err := t.valueState(&k)
 		if err != nil {
 			return err
 		}
 		ms := r.Expires.UnixMilli()
 		if !found {
-			if limit := s.limits.MaxRecords; limit > 0 && t.nProv+t.nVal+1 > limit {
-				return fmt.Errorf("%w: %d records stored, 1 new, limit %d", store.ErrStoreFull, t.nProv+t.nVal, limit)
+			if err := t.reserve(1); err != nil {
+				return err
 			}
-			t.nVal++
+			t.dVal++
 		}
 		t.kbuf = valueKey(t.kbuf[:0], &k)
 		t.vbuf = appendValueValue(t.vbuf[:0], r)
@@ -280,14 +282,14 @@ func (s *Store) DeleteValue(ctx context.Context, key []byte) error {
 		return err
 	}
 	k := record.KadKeyOf(key)
-	return s.write(func(t *txn) error {
+	return s.write(&k, func(t *txn) error {
 		_, found, err := t.valueState(&k)
 		if err != nil || !found {
 			return err
 		}
 		t.kbuf = valueKey(t.kbuf[:0], &k)
 		t.b.Delete(t.kbuf, nil)
-		t.nVal--
+		t.dVal--
 		return nil
 	})
 }
@@ -309,17 +311,26 @@ func (t *txn) valueState(k *record.KadKey) (provState, bool, error) {
 	return st, true, nil
 }
 
-// write runs f on a new txn under s.wmu and commits what it wrote, unless f
-// fails.
-func (s *Store) write(f func(t *txn) error) error {
-	s.wmu.Lock()
-	t := s.newTxn()
+// write runs f on a new txn holding the shard of k, and commits what it
+// wrote, unless f fails.
+func (s *Store) write(k *record.KadKey, f func(t *txn) error) error {
+	return s.writeShards([]*shard{s.shardOf(k)}, f)
+}
+
+// writeShards runs f on a new txn holding the shards (in shard order), and
+// commits what it wrote, unless f fails. The shards are released once pebble
+// has applied the batch; the call returns once the batch is durable.
+func (s *Store) writeShards(shards []*shard, f func(t *txn) error) error {
+	lockShards(shards)
+	t := s.newTxn(shards)
 	err := f(t)
 	var wait func() error
 	if err == nil {
 		wait, err = t.commit()
+	} else {
+		s.nRecords.Add(-t.reserved)
 	}
-	s.wmu.Unlock()
+	unlockShards(shards)
 	if err == nil && wait != nil {
 		err = wait()
 	}
