@@ -62,6 +62,8 @@ type Store struct {
 	// provMu is held by a txn that reads per-provider counts, until its
 	// batch is applied.
 	provMu sync.Mutex
+	// txns holds txns for reuse (newTxn).
+	txns sync.Pool
 	// perProvider is set when per-provider counts are maintained
 	// (Limits.MaxRecordsPerProvider > 0).
 	perProvider bool

@@ -61,9 +61,17 @@ func (ks *keyState) find(p peer.ID) int {
 // batch.
 type counter struct{ orig, cur int64 }
 
-// newTxn starts a txn; the caller holds the shards' locks.
+// newTxn starts a txn; the caller holds the shards' locks. Txns are reused
+// (close returns them), with their maps and buffers: a small AddProviders
+// call would otherwise allocate them all again.
 func (s *Store) newTxn(shards []*shard) *txn {
-	return &txn{s: s, shards: shards, b: s.db.NewBatch()}
+	t, _ := s.txns.Get().(*txn)
+	if t == nil {
+		t = &txn{s: s}
+	}
+	t.shards = shards
+	t.b = s.db.NewBatch()
+	return t
 }
 
 // reserve reserves room for n new records (the MaxRecords limit).
@@ -279,4 +287,9 @@ func (t *txn) close() {
 	if err := errors.Join(errs...); err != nil {
 		t.s.log.Error("pebblestore: releasing a batch", "error", err)
 	}
+	s := t.s
+	clear(t.keys)
+	clear(t.provCounts)
+	*t = txn{s: s, keys: t.keys, provCounts: t.provCounts, kbuf: t.kbuf[:0], vbuf: t.vbuf[:0]}
+	s.txns.Put(t)
 }

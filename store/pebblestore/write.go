@@ -57,11 +57,12 @@ func (s *Store) AddProviders(ctx context.Context, recs ...store.ProviderRecord) 
 	for i, r := range recs {
 		kks[i] = record.KadKeyOf(r.Key)
 	}
-	shards := s.shardsOf(kks)
-	if len(shards) > 1 {
-		return s.writeShards(shards, func(t *txn) error { return t.addProviders(recs, kks) })
+	sh := s.shardOf(&kks[0])
+	if len(kks) > 1 {
+		if shards := s.shardsOf(kks); len(shards) > 1 {
+			return s.writeShards(shards, func(t *txn) error { return t.addProviders(recs, kks) })
+		}
 	}
-	sh := shards[0]
 	req := &addRequest{ctx: ctx, recs: recs, kks: kks, wake: make(chan struct{}, 1)}
 	sh.qmu.Lock()
 	sh.queue = append(sh.queue, req)
