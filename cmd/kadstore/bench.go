@@ -30,14 +30,17 @@ var benchCommand = command{
 
 // benchBackends are the stores `kadstore bench --backend` can run on, each
 // with its default options. postgres needs --dsn.
-func benchBackend(name, dsn, schemaPrefix string, analyze bool) (bench.Backend, error) {
+func benchBackend(name, dsn, schemaPrefix string, analyze, sync bool) (bench.Backend, error) {
+	if sync && name != "pebble" {
+		return bench.Backend{}, errors.New("--sync is a pebble option")
+	}
 	switch name {
 	case "pebble":
 		return bench.Backend{
 			Name:       "pebble",
 			Persistent: true,
 			Open: func(_ context.Context, dir string, opts store.Options) (store.Store, error) {
-				return pebblestore.Open(dir, pebblestore.Options{Options: opts})
+				return pebblestore.Open(dir, pebblestore.Options{Options: opts, Sync: sync})
 			},
 		}, nil
 	case "memory":
@@ -108,6 +111,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		dsn        = fs.String("dsn", "", "PostgreSQL connection string for --backend postgres (the run creates and drops its own schemas)")
 		pgPrefix   = fs.String("schema-prefix", "", "prefix of the schemas a postgres run creates (default kadstore_bench_<pid>_<random>)")
 		pgAnalyze  = fs.Bool("pg-analyze", false, "postgres: ANALYZE the store's table after the bulk ingest, untimed, as an operator would after a bulk load")
+		sync       = fs.Bool("sync", false, "pebble: fsync every write (pebblestore.Options.Sync, kadstore node --sync)")
 		asJSON     = fs.Bool("json", false, "print one JSON object instead of a table")
 		cpuProfile = fs.String("cpuprofile", "", "write a CPU profile of the whole run (or of --profile-phase) to this file")
 		profPhase  = fs.String("profile-phase", "", "limit --cpuprofile to this phase (raw-pebble, ingest, bulk-ingest, reopen, lookup-hit, lookup-hit-serial, lookup-miss, scan, expire)")
@@ -125,7 +129,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	b, err := benchBackend(*backend, *dsn, *pgPrefix, *pgAnalyze)
+	b, err := benchBackend(*backend, *dsn, *pgPrefix, *pgAnalyze, *sync)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return errUsage
