@@ -1,6 +1,8 @@
 package pebblestore
 
 import (
+	"fmt"
+
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -121,4 +123,17 @@ func DowngradeToV1(s *Store) error {
 	b.Set([]byte{tagGuard, kindProvider, 1, 2, 3}, []byte{1}, nil)
 	b.Set(metaVersion, []byte{1}, nil)
 	return b.Commit(pebble.Sync)
+}
+
+func (s *Store) countKeys(lower, upper []byte) (int64, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return 0, fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	var n int64
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	return n, it.Error()
 }

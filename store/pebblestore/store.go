@@ -493,19 +493,6 @@ func (s *Store) isEmpty() (bool, error) {
 	return !it.First(), it.Error()
 }
 
-func (s *Store) countKeys(lower, upper []byte) (int64, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return 0, fmt.Errorf("pebblestore: %w", err)
-	}
-	defer it.Close()
-	var n int64
-	for it.First(); it.Valid(); it.Next() {
-		n++
-	}
-	return n, it.Error()
-}
-
 // acquire starts a call: it fails if ctx is done or the store closed, and
 // otherwise holds closeMu shared until release.
 func (s *Store) acquire(ctx context.Context) error {

@@ -70,15 +70,6 @@ func appendValueValue(dst []byte, r record.ValueRecord) []byte {
 	return dst[:start+m]
 }
 
-// storedExpiry returns the header of a stored value: the expiry the record
-// was written with if the value is intact.
-func storedExpiry(v []byte) (int64, bool) {
-	if len(v) < headerSize {
-		return 0, false
-	}
-	return int64(binary.BigEndian.Uint64(v)), true
-}
-
 // splitProvider locates the provider's place in a stored provider value:
 // body is the codec bytes without expiry and CRC, at is where the provider
 // field goes.
