@@ -26,6 +26,10 @@ var (
 	// ErrWorseRecord is returned by PutValue when the stored record is
 	// better than the one offered, by the validator's Select.
 	ErrWorseRecord = errors.New("kad: a better record is stored")
+	// ErrBootstrap is returned (wrapped, with the peers' errors) by Bootstrap
+	// when bootstrap peers are configured and the routing table is still
+	// empty after trying them all.
+	ErrBootstrap = errors.New("kad: bootstrap failed")
 	// ErrBadResponse is returned (wrapped) when a peer answers a request with
 	// a message that does not fit it.
 	ErrBadResponse = errors.New("kad: bad response")

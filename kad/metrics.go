@@ -33,6 +33,8 @@ const (
 	reasonForeignProvider  = "foreign_provider"  // ADD_PROVIDER for a peer other than the sender
 	reasonNoAddrs          = "no_addresses"      // ADD_PROVIDER without a usable address
 	reasonStoreLimit       = "store_limit"       // the store refused it (size, count, TTL limits)
+	reasonProviderFull     = "provider_full"     // the provider has Limits.MaxRecordsPerProvider records stored
+	reasonRateLimited      = "rate_limited"      // the sending peer is over its write rate (PeerWriteLimit)
 )
 
 type metrics struct {
@@ -41,6 +43,11 @@ type metrics struct {
 	storeLatency *prometheus.HistogramVec
 	rejected     *prometheus.CounterVec
 	rtSize       prometheus.GaugeFunc
+	bootstrap    *prometheus.CounterVec
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.received, m.sent, m.storeLatency, m.rejected, m.rtSize, m.bootstrap}
 }
 
 func newMetrics(reg prometheus.Registerer, rtSize func() float64) (*metrics, error) {
@@ -67,12 +74,16 @@ func newMetrics(reg prometheus.Registerer, rtSize func() float64) (*metrics, err
 			Namespace: ns, Subsystem: sub, Name: "routing_table_peers",
 			Help: "Peers in the routing table.",
 		}, rtSize),
+		bootstrap: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "bootstrap_attempts_total",
+			Help: "Bootstrap attempts, by outcome: ok (the routing table has peers after it) or failed.",
+		}, []string{"outcome"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	var done []prometheus.Collector
-	for _, c := range []prometheus.Collector{m.received, m.sent, m.storeLatency, m.rejected, m.rtSize} {
+	for _, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
 			for _, d := range done {
 				reg.Unregister(d)

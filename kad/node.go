@@ -16,7 +16,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kadstore/kadstore/store"
 )
@@ -26,18 +25,20 @@ import (
 // implements go-libp2p's routing.Routing. All methods are safe for
 // concurrent use.
 type Node struct {
-	host      host.Host
-	store     store.Store
-	cfg       config
-	log       *slog.Logger
-	self      peer.ID
-	proto     protocol.ID
-	rt        *kb.RoutingTable
-	validator record.NamespacedValidator
-	metrics   *metrics
-	pool      *storePool
-	msgr      *messenger
-	putLocks  keyLocks
+	host       host.Host
+	store      store.Store
+	cfg        config
+	log        *slog.Logger
+	self       peer.ID
+	proto      protocol.ID
+	rt         *kb.RoutingTable
+	validator  record.NamespacedValidator
+	metrics    *metrics
+	pool       *storePool
+	msgr       *messenger
+	putLocks   keyLocks
+	admission  *writeAdmission // nil when the per-peer write limit is off
+	keeperOnce sync.Once       // starts bootstrapKeeper
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -98,6 +99,9 @@ func New(h host.Host, s store.Store, opts ...Option) (*Node, error) {
 		inbound:   make(map[network.Stream]struct{}),
 		refreshC:  make(chan chan error),
 	}
+	if cfg.writeRate > 0 {
+		n.admission = newWriteAdmission(cfg.writeRate, cfg.writeBurst, maxWriteWait, cfg.writePeers)
+	}
 	n.msgr = newMessenger(h, n.proto, cfg.peerTimeout, m.sent)
 	if err := n.startEvents(); err != nil {
 		n.Close()
@@ -106,8 +110,13 @@ func New(h host.Host, s store.Store, opts ...Option) (*Node, error) {
 	switch cfg.mode {
 	case ModeServer:
 		n.setServing(true)
+		n.log.Info("DHT mode server: serving the protocol")
 	case ModeClient:
 		n.setServing(false)
+		n.log.Info("DHT mode client: not serving the protocol, so no node adds this one to its routing table")
+	case ModeAuto:
+		n.log.Info("DHT mode auto: acting as a client until go-libp2p reports the host publicly reachable; " +
+			"on a LAN, on loopback or in a private network it never is: use server mode there")
 	}
 	n.wg.Add(1)
 	go n.refreshLoop()
@@ -144,7 +153,7 @@ func (n *Node) Close() error {
 	n.pool.wait()
 	n.rt.Close()
 	if r := n.cfg.registerer; r != nil {
-		for _, c := range []prometheus.Collector{n.metrics.received, n.metrics.sent, n.metrics.storeLatency, n.metrics.rejected, n.metrics.rtSize} {
+		for _, c := range n.metrics.collectors() {
 			r.Unregister(c)
 		}
 	}
@@ -167,6 +176,10 @@ func (n *Node) Serving() bool {
 	defer n.mu.Unlock()
 	return n.serving
 }
+
+// Mode returns the mode the node was started in; Serving tells whether it
+// serves now.
+func (n *Node) Mode() ModeOpt { return n.cfg.mode }
 
 // RoutingTable returns the node's routing table. Callers must not modify it.
 func (n *Node) RoutingTable() *kb.RoutingTable { return n.rt }
@@ -231,7 +244,11 @@ func (n *Node) startEvents() error {
 						n.msgr.dropPeer(e.Peer)
 					}
 				case event.EvtLocalReachabilityChanged:
-					n.setServing(e.Reachability == network.ReachabilityPublic)
+					on := e.Reachability == network.ReachabilityPublic
+					if on != n.Serving() {
+						n.log.Info("DHT mode auto: reachability changed", "reachability", e.Reachability.String(), "serving", on)
+					}
+					n.setServing(on)
 				}
 			}
 		}

@@ -9,7 +9,11 @@ import (
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kadstore/kadstore/store"
 )
 
 // ModeOpt selects whether the node serves the DHT protocol.
@@ -66,6 +70,26 @@ const (
 	DefaultPeerTimeout = 10 * time.Second
 	// DefaultRefreshInterval is how often the routing table is refreshed.
 	DefaultRefreshInterval = 10 * time.Minute
+	// DefaultPeerWriteRate is the sustained rate, in records a second, at
+	// which one remote peer may have records stored (ADD_PROVIDER and
+	// PUT_VALUE). kadstore's own choice: go-libp2p-kad-dht has no such limit.
+	// A 2-core node stores 20 000+ records a second; one peer gets a twentieth.
+	DefaultPeerWriteRate = 1000
+	// DefaultPeerWriteBurst is how many records one peer may send at once
+	// before DefaultPeerWriteRate applies: a sweeping reprovider sends all the
+	// keys of its keyspace region to each of the region's peers in one batch,
+	// and a provider of 1.75 M keys sends each of the ≈ 3 500 Amino servers
+	// about 1.75 M × 20 / 3 500 = 10 000.
+	DefaultPeerWriteBurst = 10_000
+	// DefaultBootstrapBackoffMin and DefaultBootstrapBackoffMax bound the
+	// wait between bootstrap attempts while the routing table is empty.
+	DefaultBootstrapBackoffMin = time.Second
+	DefaultBootstrapBackoffMax = time.Minute
+	// DefaultWritePeers bounds the peers whose write rate is tracked at once.
+	DefaultWritePeers = 10_000
+	// maxWriteWait is the longest a record waits for its peer's token before
+	// it is refused instead.
+	maxWriteWait = time.Second
 )
 
 // Protocol-level limits.
@@ -96,6 +120,13 @@ type config struct {
 	providerTTL       time.Duration
 	recordTTL         time.Duration
 	now               func() time.Time
+	writeRate         float64
+	writeBurst        int
+	writePeers        int
+	maxAddrs          int
+	addrFilter        func([]ma.Multiaddr) []ma.Multiaddr
+	bootstrapMin      time.Duration
+	bootstrapMax      time.Duration
 }
 
 func defaults() config {
@@ -114,6 +145,12 @@ func defaults() config {
 		providerTTL:       DefaultProviderTTL,
 		recordTTL:         DefaultRecordTTL,
 		now:               time.Now,
+		writeRate:         DefaultPeerWriteRate,
+		writeBurst:        DefaultPeerWriteBurst,
+		writePeers:        DefaultWritePeers,
+		maxAddrs:          store.DefaultMaxAddrs,
+		bootstrapMin:      DefaultBootstrapBackoffMin,
+		bootstrapMax:      DefaultBootstrapBackoffMax,
 	}
 }
 
@@ -273,6 +310,82 @@ func Clock(now func() time.Time) Option {
 			return fmt.Errorf("%w: nil clock", errBadOption)
 		}
 		c.now = now
+		return nil
+	}
+}
+
+// PeerWriteLimit sets the per-peer write admission: each remote peer may
+// have at most recordsPerSecond records stored a second (ADD_PROVIDER and
+// PUT_VALUE, one record each), after a burst of burst records. A record over
+// the rate waits for its turn up to one second, which slows the sender's
+// stream, and is refused past that (the stream is reset, and
+// kadstore_kad_records_rejected_total{reason="rate_limited"} counts it).
+// recordsPerSecond <= 0 turns the limit off. Default 1 000 a second, burst
+// 10 000 (DefaultPeerWriteRate, DefaultPeerWriteBurst).
+func PeerWriteLimit(recordsPerSecond float64, burst int) Option {
+	return func(c *config) error {
+		if recordsPerSecond > 0 && burst <= 0 {
+			return fmt.Errorf("%w: write burst %d", errBadOption, burst)
+		}
+		c.writeRate, c.writeBurst = recordsPerSecond, burst
+		return nil
+	}
+}
+
+// WritePeers bounds how many peers' write rates are tracked at once; past it,
+// idle peers are forgotten first. Default 10 000.
+func WritePeers(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: write peers %d", errBadOption, n)
+		}
+		c.writePeers = n
+		return nil
+	}
+}
+
+// MaxProviderAddrs sets the most addresses kept with a provider record, the
+// node's own and received ones; set it to the store's Limits.MaxAddrs, or the
+// store refuses records with more. Default store.DefaultMaxAddrs.
+func MaxProviderAddrs(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: max provider addresses %d", errBadOption, n)
+		}
+		c.maxAddrs = n
+		return nil
+	}
+}
+
+// AddressFilter filters the addresses of received provider records before
+// they are stored, as go-libp2p-kad-dht's option of the same name. A record
+// whose addresses are all filtered out is still stored, without addresses (a
+// requester then asks the network for the provider's addresses), as
+// go-libp2p-kad-dht does. Default none. PublicAddrs is the filter of a node in
+// the public network.
+func AddressFilter(f func([]ma.Multiaddr) []ma.Multiaddr) Option {
+	return func(c *config) error {
+		c.addrFilter = f
+		return nil
+	}
+}
+
+// PublicAddrs keeps only public addresses: no loopback, private, link-local
+// or otherwise unroutable ones. It is the filter go-libp2p-kad-dht's WAN DHT
+// applies, for AddressFilter.
+func PublicAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
+	return ma.FilterAddrs(addrs, manet.IsPublicAddr)
+}
+
+// BootstrapBackoff sets the wait between bootstrap attempts while the
+// routing table is empty: min after a success or when the table empties,
+// doubling after each failure up to max. Default 1 s to 1 min.
+func BootstrapBackoff(min, max time.Duration) Option {
+	return func(c *config) error {
+		if min <= 0 || max < min {
+			return fmt.Errorf("%w: bootstrap backoff %v to %v", errBadOption, min, max)
+		}
+		c.bootstrapMin, c.bootstrapMax = min, max
 		return nil
 	}
 }

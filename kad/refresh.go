@@ -3,6 +3,7 @@ package kad
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -14,20 +15,101 @@ import (
 // join the routing table through identify) and starts a routing-table
 // refresh without waiting for it. It implements routing.Routing; use
 // RefreshRoutingTable to wait for the refresh.
+//
+// When bootstrap peers are configured and none of them could be reached (or
+// none speaks the protocol), Bootstrap returns an error matching ErrBootstrap
+// that names the peers tried. Either way, the first call starts a background
+// task that bootstraps again, with exponential backoff (BootstrapBackoff),
+// until the routing table has peers, and again whenever it becomes empty;
+// each failed attempt is logged at warn level with the peers tried, and
+// attempts are counted in kadstore_kad_bootstrap_attempts_total{outcome}.
 func (n *Node) Bootstrap(ctx context.Context) error {
 	if n.ctx.Err() != nil {
 		return ErrClosed
 	}
-	n.connectBootstrap(ctx)
+	err := n.bootstrapOnce(ctx)
+	n.keeperOnce.Do(func() {
+		if len(n.cfg.bootstrap) == 0 {
+			return
+		}
+		n.wg.Add(1)
+		go n.bootstrapKeeper(err == nil)
+	})
+	return err
+}
+
+// bootstrapOnce makes one bootstrap attempt: connect to the bootstrap peers
+// and, if the routing table then has peers, start a refresh. It logs and
+// counts a failure.
+func (n *Node) bootstrapOnce(ctx context.Context) error {
+	errs := n.connectBootstrap(ctx)
 	select {
 	case n.refreshC <- nil:
 	default: // a refresh is already running
 	}
-	return nil
+	if len(n.cfg.bootstrap) == 0 {
+		return nil
+	}
+	if n.rt.Size() > 0 {
+		n.metrics.bootstrap.WithLabelValues("ok").Inc()
+		return nil
+	}
+	if ctx.Err() != nil || n.ctx.Err() != nil {
+		return ctx.Err()
+	}
+	n.metrics.bootstrap.WithLabelValues("failed").Inc()
+	tried := make([]string, 0, len(n.cfg.bootstrap))
+	for _, ai := range n.cfg.bootstrap {
+		tried = append(tried, ai.String())
+	}
+	err := fmt.Errorf("%w: routing table empty after trying %d peers: %w", ErrBootstrap, len(tried), errors.Join(errs...))
+	n.log.Warn("bootstrap failed: no bootstrap peer reachable; retrying with backoff", "tried", tried, "err", errors.Join(errs...))
+	return err
 }
 
-func (n *Node) connectBootstrap(ctx context.Context) {
-	var wg sync.WaitGroup
+// bootstrapKeeper bootstraps again while the routing table is empty: with
+// exponential backoff from the minimum to the maximum of BootstrapBackoff
+// after failures, and within the minimum once the table empties.
+func (n *Node) bootstrapKeeper(ok bool) {
+	defer n.wg.Done()
+	delay := n.cfg.bootstrapMin
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.rt.Size() > 0 {
+			ok = true
+			delay = n.cfg.bootstrapMin
+			t.Reset(delay)
+			continue
+		}
+		if ok {
+			n.log.Warn("routing table empty; bootstrapping again")
+			ok = false
+		}
+		if n.bootstrapOnce(n.ctx) == nil {
+			ok = true
+			delay = n.cfg.bootstrapMin
+		} else {
+			delay = min(2*delay, n.cfg.bootstrapMax)
+		}
+		t.Reset(delay)
+	}
+}
+
+// connectBootstrap connects to every bootstrap peer at once and adds those
+// that speak the protocol to the routing table. It returns the errors of the
+// peers that could not be reached.
+func (n *Node) connectBootstrap(ctx context.Context) []error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
 	for _, ai := range n.cfg.bootstrap {
 		if ai.ID == n.self {
 			continue
@@ -37,6 +119,9 @@ func (n *Node) connectBootstrap(ctx context.Context) {
 			defer cancel()
 			if err := n.host.Connect(ctx, ai); err != nil {
 				n.log.Debug("bootstrap peer unreachable", "peer", ai.ID, "err", err)
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", ai.ID, err))
+				mu.Unlock()
 				return
 			}
 			// Connect waits for identify only on a new connection: wait on
@@ -55,6 +140,7 @@ func (n *Node) connectBootstrap(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+	return errs
 }
 
 // RefreshRoutingTable connects to the bootstrap peers, then refreshes the

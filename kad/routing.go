@@ -314,10 +314,7 @@ func (n *Node) ProvideKey(ctx context.Context, key []byte, broadcast bool) error
 	if len(key) == 0 || len(key) > MaxProviderKeySize {
 		return fmt.Errorf("kad: provider key of %d bytes", len(key))
 	}
-	addrs := n.host.Addrs()
-	if len(addrs) > store.DefaultMaxAddrs {
-		addrs = addrs[:store.DefaultMaxAddrs]
-	}
+	addrs := n.trimAddrs(n.host.Addrs())
 	rec := store.ProviderRecord{Key: key, Provider: n.self, Addrs: addrs, Expires: n.cfg.now().Add(n.cfg.providerTTL)}
 	if _, err := storeCall(ctx, n.pool, "AddProviders", func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, n.store.AddProviders(ctx, rec)

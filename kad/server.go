@@ -234,6 +234,9 @@ func (n *Node) handlePutValue(ctx context.Context, from peer.ID, req *pb.Message
 		n.reject(reasonKeyMismatch)
 		return nil, outcomeBadRequest
 	}
+	if outcome, ok := n.admit(ctx, from); !ok {
+		return nil, outcome
+	}
 	if err := n.putValue(ctx, req.Key, req.Record.Value, ""); err != nil {
 		n.log.Debug("PUT_VALUE refused", "from", from, "err", err)
 		return nil, n.putOutcome(err)
@@ -297,10 +300,31 @@ func (n *Node) putOutcome(err error) string {
 		n.reject(reasonWorse)
 		return outcomeRejected
 	case isStoreLimit(err):
-		n.reject(reasonStoreLimit)
+		n.rejectStoreLimit(err)
 		return outcomeRejected
 	}
 	return storeOutcome(err)
+}
+
+// admit takes a write token of peer from (see writeAdmission), reporting the
+// outcome of a refusal.
+func (n *Node) admit(ctx context.Context, from peer.ID) (string, bool) {
+	switch n.admission.admit(ctx, from) {
+	case admitRefused:
+		n.reject(reasonRateLimited)
+		return outcomeRejected, false
+	case admitCancelled:
+		return storeOutcome(ctx.Err()), false
+	}
+	return outcomeOK, true
+}
+
+func (n *Node) rejectStoreLimit(err error) {
+	if errors.Is(err, store.ErrProviderFull) {
+		n.reject(reasonProviderFull)
+		return
+	}
+	n.reject(reasonStoreLimit)
 }
 
 func (n *Node) reject(reason string) { n.metrics.rejected.WithLabelValues(reason).Inc() }
@@ -331,7 +355,7 @@ func (n *Node) handleAddProvider(ctx context.Context, from peer.ID, req *pb.Mess
 	// Only the sender may announce itself (the specification's rule): entries
 	// for other peers are dropped and counted. Several entries for the sender
 	// are merged into one record.
-	var addrs []ma.Multiaddr
+	var raw [][]byte
 	found := false
 	for i := range req.ProviderPeers {
 		id, err := peer.IDFromBytes(req.ProviderPeers[i].ID)
@@ -340,23 +364,20 @@ func (n *Node) handleAddProvider(ctx context.Context, from peer.ID, req *pb.Mess
 			continue
 		}
 		found = true
-		for _, b := range req.ProviderPeers[i].Addrs {
-			a, err := ma.NewMultiaddrBytes(b)
-			if err != nil || slices.ContainsFunc(addrs, a.Equal) {
-				continue
-			}
-			addrs = append(addrs, a)
-		}
+		raw = append(raw, req.ProviderPeers[i].Addrs...)
 	}
 	if !found {
 		return outcomeRejected
 	}
-	if len(addrs) == 0 {
+	if len(raw) == 0 {
 		n.reject(reasonNoAddrs)
 		return outcomeRejected
 	}
-	if len(addrs) > store.DefaultMaxAddrs {
-		addrs = addrs[:store.DefaultMaxAddrs]
+	// As go-libp2p-kad-dht, the filter runs after the check for addresses: a
+	// record whose addresses are all filtered out is stored without any.
+	addrs := n.receivedAddrs(from, raw)
+	if outcome, ok := n.admit(ctx, from); !ok {
+		return outcome
 	}
 	rec := store.ProviderRecord{Key: req.Key, Provider: from, Addrs: addrs, Expires: n.cfg.now().Add(n.cfg.providerTTL)}
 	_, err := storeCall(ctx, n.pool, "AddProviders", func(ctx context.Context) (struct{}, error) {
@@ -364,12 +385,47 @@ func (n *Node) handleAddProvider(ctx context.Context, from peer.ID, req *pb.Mess
 	})
 	if err != nil {
 		if isStoreLimit(err) {
-			n.reject(reasonStoreLimit)
+			n.rejectStoreLimit(err)
 			return outcomeRejected
 		}
 		return storeOutcome(err)
 	}
 	return outcomeOK
+}
+
+// receivedAddrs turns the addresses a provider sent into those stored with
+// its record: undecodable ones are dropped, a trailing /p2p/<provider> is
+// stripped (go-libp2p-kad-dht serves addresses without it), an address
+// naming another peer is dropped, duplicates are dropped, the AddressFilter
+// applies, and the result is trimmed to MaxProviderAddrs.
+func (n *Node) receivedAddrs(from peer.ID, raw [][]byte) []ma.Multiaddr {
+	var addrs []ma.Multiaddr
+	for _, b := range raw {
+		a, err := ma.NewMultiaddrBytes(b)
+		if err != nil {
+			continue
+		}
+		a, id := peer.SplitAddr(a)
+		if a == nil || (id != "" && id != from) {
+			continue
+		}
+		if slices.ContainsFunc(addrs, a.Equal) {
+			continue
+		}
+		addrs = append(addrs, a)
+	}
+	if n.cfg.addrFilter != nil {
+		addrs = n.cfg.addrFilter(addrs)
+	}
+	return n.trimAddrs(addrs)
+}
+
+// trimAddrs keeps at most MaxProviderAddrs addresses.
+func (n *Node) trimAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
+	if len(addrs) > n.cfg.maxAddrs {
+		addrs = addrs[:n.cfg.maxAddrs]
+	}
+	return addrs
 }
 
 func (n *Node) handleGetProviders(ctx context.Context, from peer.ID, req *pb.Message) (*pb.Message, string) {

@@ -1,0 +1,124 @@
+package kad
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
+)
+
+// writeAdmission decides whether a record sent by a peer (ADD_PROVIDER,
+// PUT_VALUE) may reach the store: each remote peer has a token bucket of
+// burst tokens refilled at limit a second, one token a record.
+//
+// A request that finds the bucket empty waits for its token when the token is
+// due within maxWait: the stream is not read meanwhile, so a fast sender is
+// slowed by flow control rather than refused, and a sweeping reprovider's
+// batch past the burst is stored late but whole. A request whose token is due
+// later (many streams of one peer queue on one bucket) is refused.
+//
+// Peer state is bounded: at most maxPeers buckets are kept. When the table is
+// full, buckets that have refilled completely (idle peers: a fresh bucket would
+// be the same) are dropped; if none has, an arbitrary bucket is dropped, which
+// gives its peer a full burst again but keeps memory bounded.
+type writeAdmission struct {
+	limit    rate.Limit
+	burst    int
+	maxWait  time.Duration
+	maxPeers int
+	now      func() time.Time
+
+	mu    sync.Mutex
+	peers map[peer.ID]*rate.Limiter
+}
+
+// admitted outcomes
+const (
+	admitOK = iota
+	admitRefused
+	admitCancelled
+)
+
+func newWriteAdmission(limit float64, burst int, maxWait time.Duration, maxPeers int) *writeAdmission {
+	return &writeAdmission{
+		limit:    rate.Limit(limit),
+		burst:    burst,
+		maxWait:  maxWait,
+		maxPeers: maxPeers,
+		now:      time.Now,
+		peers:    make(map[peer.ID]*rate.Limiter),
+	}
+}
+
+// admit takes one token of p's bucket, waiting for it up to maxWait or ctx's
+// end. A nil admission admits everything.
+func (a *writeAdmission) admit(ctx context.Context, p peer.ID) int {
+	if a == nil {
+		return admitOK
+	}
+	now := a.now()
+	r := a.bucket(p, now).ReserveN(now, 1)
+	if !r.OK() {
+		return admitRefused
+	}
+	d := r.DelayFrom(now)
+	if d == 0 {
+		return admitOK
+	}
+	if d > a.maxWait {
+		r.CancelAt(now)
+		return admitRefused
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return admitOK
+	case <-ctx.Done():
+		r.Cancel()
+		return admitCancelled
+	}
+}
+
+func (a *writeAdmission) bucket(p peer.ID, now time.Time) *rate.Limiter {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if l, ok := a.peers[p]; ok {
+		return l
+	}
+	if len(a.peers) >= a.maxPeers {
+		a.evict(now)
+	}
+	l := rate.NewLimiter(a.limit, a.burst)
+	a.peers[p] = l
+	return l
+}
+
+// evict drops idle buckets, or one arbitrary bucket if none is idle. a.mu is
+// held.
+func (a *writeAdmission) evict(now time.Time) {
+	for p, l := range a.peers {
+		if l.TokensAt(now) >= float64(a.burst) {
+			delete(a.peers, p)
+		}
+	}
+	if len(a.peers) < a.maxPeers {
+		return
+	}
+	for p := range a.peers {
+		delete(a.peers, p)
+		return
+	}
+}
+
+// size is the number of peers with state.
+func (a *writeAdmission) size() int {
+	if a == nil {
+		return 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.peers)
+}
