@@ -53,6 +53,13 @@ type Node struct {
 
 var _ routing.Routing = (*Node)(nil)
 
+// connTag and connTagWeight tag the connections of routing-table peers in
+// the host's connection manager (go-libp2p-kad-dht tags them "kbucket", 5).
+const (
+	connTag       = "kad-routing-table"
+	connTagWeight = 5
+)
+
 // New starts a Kademlia node on h that keeps its records in s. The node does
 // not own h or s: Close stops the node, and the caller closes them after.
 // Call Bootstrap to join a network.
@@ -77,6 +84,10 @@ func New(h host.Host, s store.Store, opts ...Option) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kad: routing table: %w", err)
 	}
+	// Keep routing-table peers' connections when the connection manager
+	// trims, as go-libp2p-kad-dht does.
+	rt.PeerAdded = func(p peer.ID) { h.ConnManager().TagPeer(p, connTag, connTagWeight) }
+	rt.PeerRemoved = func(p peer.ID) { h.ConnManager().UntagPeer(p, connTag) }
 	m, err := newMetrics(cfg.registerer, func() float64 { return float64(rt.Size()) })
 	if err != nil {
 		rt.Close()

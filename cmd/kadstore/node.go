@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kadstore/kadstore/internal/daemon"
+	"github.com/kadstore/kadstore/kad"
 )
 
 var nodeCommand = command{
@@ -49,6 +50,13 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.JobConcurrency, "job-concurrency", 16, "peers a background job sends to at once")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.Float64Var(&cfg.PeerWriteRate, "peer-write-rate", kad.DefaultPeerWriteRate, "records a second one remote peer may have stored, after --peer-write-burst (negative: no limit)")
+	fs.IntVar(&cfg.PeerWriteBurst, "peer-write-burst", kad.DefaultPeerWriteBurst, "records one remote peer may send at once before --peer-write-rate applies")
+	fs.Int64Var(&cfg.MaxRecordsPerProvider, "max-records-per-provider", daemon.DefaultMaxRecordsPerProvider, "provider records stored per provider, the node's own included (negative: no cap)")
+	fs.BoolVar(&cfg.AllowPrivateAddrs, "allow-private-addrs", false, "keep loopback and private addresses of remote providers (a private network or LAN); by default they are dropped")
+	fs.IntVar(&cfg.ConnsLow, "conns-low", daemon.DefaultConnsLow, "connection manager low water: trimming stops here")
+	fs.IntVar(&cfg.ConnsHigh, "conns-high", daemon.DefaultConnsHigh, "connection manager high water: above it, connections are trimmed to --conns-low")
+	fs.IntVar(&cfg.APIMaxConns, "api-max-conns", daemon.DefaultAPIMaxConns, "most HTTP API connections open at once")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

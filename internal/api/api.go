@@ -41,6 +41,9 @@ type Node interface {
 	Addrs() []ma.Multiaddr
 	// RoutingTableSize is the number of peers in the routing table.
 	RoutingTableSize() int
+	// Mode is the DHT mode the node was started in ("server", "client" or
+	// "auto") and whether it serves the DHT now.
+	Mode() (mode string, serving bool)
 	// Provide stores key as a provider record of the node's own and announces
 	// it, returning how many peers accepted the announcement. With no peers
 	// reachable the record is still stored and Provide returns 0, nil.
@@ -156,6 +159,11 @@ type StatsResponse struct {
 	DiskBytes        int64 `json:"disk_bytes"`
 	RoutingTableSize int   `json:"routing_table_size"`
 	Jobs             any   `json:"jobs,omitempty"`
+	// Mode is the DHT mode ("server", "client", "auto"); Serving tells
+	// whether the node serves the DHT now (in auto mode, only while publicly
+	// reachable).
+	Mode    string `json:"mode"`
+	Serving bool   `json:"serving"`
 }
 
 func (a *api) stats(w http.ResponseWriter, r *http.Request) {
@@ -170,6 +178,7 @@ func (a *api) stats(w http.ResponseWriter, r *http.Request) {
 		DiskBytes:        st.DiskBytes,
 		RoutingTableSize: a.cfg.Node.RoutingTableSize(),
 	}
+	resp.Mode, resp.Serving = a.cfg.Node.Mode()
 	if a.cfg.Jobs != nil {
 		resp.Jobs = a.cfg.Jobs()
 	}

@@ -65,6 +65,7 @@ func (f *fakeNode) Addrs() []ma.Multiaddr {
 	return []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/4001")}
 }
 func (f *fakeNode) RoutingTableSize() int { return 7 }
+func (f *fakeNode) Mode() (string, bool)  { return "auto", false }
 func (f *fakeNode) Provide(ctx context.Context, key []byte) (int, error) {
 	err := f.s.AddProviders(ctx, store.ProviderRecord{Key: key, Provider: f.id, Addrs: f.Addrs(), Expires: time.Now().Add(time.Hour)})
 	return 0, err

@@ -69,8 +69,15 @@ func (r *router) FindProviders(ctx context.Context, c cid.Cid, limit int) (iter.
 				return false
 			}
 		}
+		self := r.api.cfg.Node.ID()
 		for _, p := range local {
-			if !send(peer.AddrInfo{ID: p.Provider, Addrs: p.Addrs}) {
+			addrs := p.Addrs
+			if p.Provider == self {
+				// The node's own records are served with its current
+				// addresses, not those stored when they were provided.
+				addrs = r.api.cfg.Node.Addrs()
+			}
+			if !send(peer.AddrInfo{ID: p.Provider, Addrs: addrs}) {
 				return
 			}
 		}

@@ -22,6 +22,7 @@ var _ api.Node = nodeAdapter{}
 func (a nodeAdapter) ID() peer.ID           { return a.n.Self() }
 func (a nodeAdapter) Addrs() []ma.Multiaddr { return a.n.Host().Addrs() }
 func (a nodeAdapter) RoutingTableSize() int { return a.n.RoutingTable().Size() }
+func (a nodeAdapter) Mode() (string, bool)  { return a.n.Mode().String(), a.n.Serving() }
 func (a nodeAdapter) FindPeer(ctx context.Context, id peer.ID) (peer.AddrInfo, error) {
 	return a.n.FindPeer(ctx, id)
 }

@@ -27,6 +27,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
 
 	"github.com/kadstore/kadstore/internal/api"
 	"github.com/kadstore/kadstore/internal/identity"
@@ -101,7 +102,37 @@ type Config struct {
 	// KadOptions are passed to kad.New after the daemon's own.
 	KadOptions []kad.Option
 	Logger     *slog.Logger
+
+	// PeerWriteRate and PeerWriteBurst set the per-peer write admission
+	// (kad.PeerWriteLimit): records a second one remote peer may have stored,
+	// after a burst. Zero takes kad's defaults (1 000/s, burst 10 000); a
+	// negative rate turns the limit off.
+	PeerWriteRate  float64
+	PeerWriteBurst int
+	// MaxRecordsPerProvider caps the provider records stored per provider,
+	// the node's own included (store.Limits.MaxRecordsPerProvider). Zero
+	// means DefaultMaxRecordsPerProvider; negative turns the cap off.
+	MaxRecordsPerProvider int64
+	// AllowPrivateAddrs keeps loopback and private addresses of remote
+	// providers. By default a node is in the public network and drops them,
+	// as go-libp2p-kad-dht's WAN DHT does; set it in a private network or a
+	// LAN.
+	AllowPrivateAddrs bool
+	// ConnsLow and ConnsHigh are the connection manager's water marks:
+	// above high, connections are closed down to low. Default 600 and 900.
+	ConnsLow, ConnsHigh int
+	// APIMaxConns caps the HTTP API's open connections; default
+	// DefaultAPIMaxConns.
+	APIMaxConns int
 }
+
+// DefaultMaxRecordsPerProvider is the default cap on the provider records of
+// one provider. The Amino DHT has about 3 500 servers and stores each key on
+// 20, so a server holds about 20/3 500 = 1/175 of a provider's keys: a
+// provider of 175 M keys (87 M if the keyspace falls unevenly, 2:1) stays
+// below it, while one peer ID can fill at most 1 % of the store's default
+// 100 M records. It applies to the node's own records too.
+const DefaultMaxRecordsPerProvider = 1_000_000
 
 // Daemon is a running node.
 type Daemon struct {
@@ -187,7 +218,11 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
 	}
 	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	d.Host, err = libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.Listen...))
+	hostOpts, err := d.hostOptions(protocol.ID(cfg.ProtocolPrefix) + "/kad/1.0.0")
+	if err != nil {
+		return d, err
+	}
+	d.Host, err = libp2p.New(append([]libp2p.Option{libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.Listen...)}, hostOpts...)...)
 	if err != nil {
 		return d, fmt.Errorf("daemon: libp2p host: %w", err)
 	}
@@ -197,6 +232,20 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
 		kad.Registerer(d.Registry),
 		kad.Logger(d.log),
 		kad.BootstrapPeers(bootstrap...),
+		kad.MaxProviderAddrs(storeLimits(cfg).MaxAddrs),
+	}
+	if cfg.PeerWriteRate != 0 || cfg.PeerWriteBurst != 0 {
+		rate, burst := cfg.PeerWriteRate, cfg.PeerWriteBurst
+		if rate == 0 {
+			rate = kad.DefaultPeerWriteRate
+		}
+		if burst == 0 {
+			burst = kad.DefaultPeerWriteBurst
+		}
+		opts = append(opts, kad.PeerWriteLimit(rate, burst))
+	}
+	if !cfg.AllowPrivateAddrs {
+		opts = append(opts, kad.AddressFilter(kad.PublicAddrs))
 	}
 	d.Node, err = kad.New(d.Host, d.Store, append(opts, cfg.KadOptions...)...)
 	if err != nil {
@@ -216,13 +265,14 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
 			return d, err
 		}
 	}
+	logMode(d.log, mode, cfg.Listen)
 	d.wg.Go(func() {
 		if len(bootstrap) == 0 {
+			d.log.Info("no bootstrap peers: the node joins a network only when peers connect to it")
 			return
 		}
-		if err := d.Node.Bootstrap(runCtx); err != nil && runCtx.Err() == nil {
-			d.log.Warn("bootstrap failed; the node keeps serving and retries at the next refresh", "err", err)
-		}
+		// A failure is logged by the node, which retries with backoff.
+		_ = d.Node.Bootstrap(runCtx)
 	})
 	return d, nil
 }
@@ -262,6 +312,7 @@ func parsePeers(addrs []string) ([]peer.AddrInfo, error) {
 // records by peer, so that the reprovider's scan of them reads only them.
 func openStore(ctx context.Context, cfg Config, self peer.ID, log *slog.Logger) (store.Store, error) {
 	sopts := store.Options{Logger: log}
+	sopts.Limits = storeLimits(cfg)
 	switch {
 	case cfg.Store == "" || cfg.Store == "pebble":
 		s, err := pebblestore.Open(filepath.Join(cfg.DataDir, "store"), pebblestore.Options{Options: sopts, IndexedPeers: []peer.ID{self}, Sync: cfg.Sync})
@@ -275,6 +326,30 @@ func openStore(ctx context.Context, cfg Config, self peer.ID, log *slog.Logger) 
 		return pgstore.Open(ctx, cfg.Store, pgstore.Options{Options: sopts})
 	}
 	return nil, fmt.Errorf("%w: store %q: want pebble, memory or postgres://…", ErrConfig, cfg.Store)
+}
+
+// storeLimits are the store's limits: defaults, and the per-provider cap.
+func storeLimits(cfg Config) store.Limits {
+	l := store.Limits{MaxRecordsPerProvider: cfg.MaxRecordsPerProvider}
+	if l.MaxRecordsPerProvider == 0 {
+		l.MaxRecordsPerProvider = DefaultMaxRecordsPerProvider
+	}
+	l.EnsureDefaults()
+	return l
+}
+
+// logMode says which DHT mode the node runs in, why, and what to do about it.
+func logMode(log *slog.Logger, mode kad.ModeOpt, listen []string) {
+	switch mode {
+	case kad.ModeAuto:
+		log.Warn("DHT mode auto: the node serves the DHT only once AutoNAT finds it publicly reachable, "+
+			"which never happens on a LAN or on loopback; run with --mode server there (or behind a forwarded port)",
+			"listen", listen)
+	case kad.ModeClient:
+		log.Info("DHT mode client: the node queries the DHT and stores nothing for others")
+	case kad.ModeServer:
+		log.Info("DHT mode server: the node serves the DHT on its listen addresses", "listen", listen)
+	}
 }
 
 // lockDir takes an exclusive lock on the data directory, so that a second
@@ -360,9 +435,13 @@ func (d *Daemon) startAPI() error {
 		Gatherer: d.Registry, Registerer: d.Registry, Logger: d.log,
 		Jobs: func() any { return d.Jobs() },
 	})
-	d.apiSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	maxConns := d.cfg.APIMaxConns
+	if maxConns <= 0 {
+		maxConns = DefaultAPIMaxConns
+	}
+	d.apiSrv = newAPIServer(h)
 	d.wg.Go(func() {
-		if err := d.apiSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := d.apiSrv.Serve(netutil.LimitListener(ln, maxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error("API server stopped", "err", err)
 		}
 	})
