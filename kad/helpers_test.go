@@ -1,6 +1,7 @@
 package kad_test
 
 import (
+	"bufio"
 	"context"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -141,4 +143,14 @@ func matchLabels(m *dto.Metric, want map[string]string) bool {
 		}
 	}
 	return n == len(want)
+}
+
+func newReader(s network.Stream) *bufio.Reader { return bufio.NewReader(s) }
+
+// libp2pListen replaces the loopback host's listen addresses.
+func libp2pListen(addrs ...string) libp2p.Option {
+	return func(cfg *libp2p.Config) error {
+		cfg.ListenAddrs = nil
+		return libp2p.ListenAddrStrings(addrs...)(cfg)
+	}
 }

@@ -1,6 +1,8 @@
 package kad_test
 
 import (
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,5 +86,23 @@ func TestAutoMode(t *testing.T) {
 	p2ptest.WaitUntil(t, 30*time.Second, "the peer to drop the node once private", func() bool { return !inTable(watcher.RoutingPeers(), n.h.ID()) })
 	if n.Serving() || advertises(n) {
 		t.Fatal("still serving after becoming private")
+	}
+}
+
+// The node logs its mode and, in auto mode, what to do on a LAN.
+func TestModeLogged(t *testing.T) {
+	for _, tc := range []struct {
+		mode kad.ModeOpt
+		want string
+	}{
+		{kad.ModeServer, "DHT mode server"},
+		{kad.ModeClient, "DHT mode client"},
+		{kad.ModeAuto, "use server mode there"},
+	} {
+		var logs syncBuffer
+		n := newKadNode(t, nil, kad.Mode(tc.mode), kad.Logger(slog.New(slog.NewTextHandler(&logs, nil))))
+		if n.Mode() != tc.mode || !strings.Contains(logs.String(), tc.want) {
+			t.Errorf("%v: Mode() = %v, log:\n%s", tc.mode, n.Mode(), logs.String())
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 )
@@ -117,6 +118,11 @@ func (n *Node) connectBootstrap(ctx context.Context) []error {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(ctx, n.cfg.peerTimeout)
 			defer cancel()
+			if n.host.Network().Connectedness(ai.ID) != network.Connected {
+				// The swarm backs off from a peer that failed to dial, up to
+				// 5 min; the node's own backoff spaces these attempts.
+				ctx = network.WithForceDirectDial(ctx, "kad bootstrap")
+			}
 			if err := n.host.Connect(ctx, ai); err != nil {
 				n.log.Debug("bootstrap peer unreachable", "peer", ai.ID, "err", err)
 				mu.Lock()

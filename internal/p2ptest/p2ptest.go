@@ -5,6 +5,7 @@
 package p2ptest
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // Options are the libp2p options of a loopback host; options given after them
@@ -61,4 +63,59 @@ func WaitUntil(t testing.TB, timeout time.Duration, what string, cond func() boo
 		}
 		<-tick.C
 	}
+}
+
+// SilentConns opens n plain TCP connections from the local IP address from
+// (any 127.0.0.0/8 address on Linux) to the TCP address of a host, which
+// never speak: they stay before the security handshake. They are closed when
+// the test ends.
+func SilentConns(t testing.TB, h host.Host, from string, n int) []net.Conn {
+	t.Helper()
+	var target string
+	for _, a := range h.Addrs() {
+		if na, err := manet.ToNetAddr(a); err == nil && na.Network() == "tcp" {
+			target = na.String()
+			break
+		}
+	}
+	if target == "" {
+		t.Fatal("host has no TCP address")
+	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 10 * time.Second}
+	conns := make([]net.Conn, 0, n)
+	for range n {
+		c, err := d.Dial("tcp", target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return conns
+}
+
+// Closed counts the connections the other side has closed: a read returns
+// EOF or a reset at once, while an open silent connection has nothing to
+// read. Bytes the other side sent (a multistream header) are discarded.
+func Closed(conns []net.Conn) int {
+	closed := 0
+	buf := make([]byte, 512)
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		for {
+			_, err := c.Read(buf)
+			if err == nil {
+				continue
+			}
+			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				closed++
+			}
+			break
+		}
+	}
+	return closed
 }

@@ -1,0 +1,93 @@
+package kad_test
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/kadstore/kadstore/internal/p2ptest"
+	"github.com/kadstore/kadstore/kad"
+)
+
+// syncBuffer is a log destination safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A node whose bootstrap peer is down reports the failure, warns with the
+// peer tried, keeps retrying, joins once the peer comes up, and bootstraps
+// again when its routing table empties.
+func TestBootstrapRetries(t *testing.T) {
+	sk, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Learn a free address for the bootstrap peer, then take it down.
+	first := newHost(t, libp2p.Identity(sk))
+	ai := addrInfo(first)
+	first.Close()
+
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	n := newKadNode(t, nil, kad.BootstrapPeers(ai), kad.Logger(logger),
+		kad.BootstrapBackoff(10*time.Millisecond, 100*time.Millisecond))
+	attempts := func(outcome string) float64 {
+		return metric(t, n.reg, "kadstore_kad_bootstrap_attempts_total", map[string]string{"outcome": outcome})
+	}
+	err = n.Bootstrap(ctxTimeout(t, 30*time.Second))
+	if !errors.Is(err, kad.ErrBootstrap) {
+		t.Fatalf("Bootstrap with its only peer down: %v, want ErrBootstrap", err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), ai.ID.String()) {
+		t.Fatalf("no warning naming the peer tried:\n%s", logs.String())
+	}
+	p2ptest.WaitUntil(t, 30*time.Second, "a retry", func() bool { return attempts("failed") >= 2 })
+
+	// The bootstrap peer comes up on the same address.
+	var listen []string
+	for _, a := range ai.Addrs {
+		listen = append(listen, a.String())
+	}
+	h := newHost(t, libp2p.Identity(sk), libp2pListen(listen...))
+	newKadNodeOn(t, h, nil)
+	joined := func() bool { return inTable(n.RoutingPeers(), ai.ID) }
+	p2ptest.WaitUntil(t, 30*time.Second, "the node to join", joined)
+	if attempts("ok") < 1 {
+		t.Fatal("the successful attempt was not counted")
+	}
+
+	// The table empties: the node bootstraps again.
+	ok := attempts("ok")
+	n.RoutingTable().RemovePeer(ai.ID)
+	p2ptest.WaitUntil(t, 30*time.Second, "the node to rejoin", func() bool { return joined() && attempts("ok") > ok })
+}
+
+// Without bootstrap peers, Bootstrap has nothing to fail at.
+func TestBootstrapNoPeers(t *testing.T) {
+	n := newKadNode(t, nil)
+	if err := n.Bootstrap(ctxTimeout(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var _ peer.ID = n.Self()
+}
