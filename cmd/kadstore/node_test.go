@@ -31,7 +31,7 @@ type runningNode struct {
 	cmd    *exec.Cmd
 	id     string
 	api    string
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
 	done   chan error
 }
 
@@ -42,7 +42,7 @@ func startNode(t *testing.T, dir string, extra ...string) *runningNode {
 	args := append([]string{"node", "--data", dir, "--listen", "/ip4/127.0.0.1/tcp/0",
 		"--bootstrap", "none", "--mode", "server", "--api", "127.0.0.1:0", "--log-level", "warn"}, extra...)
 	cmd := exec.Command(kadstoreBin, args...)
-	n := &runningNode{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	n := &runningNode{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = n.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
