@@ -29,10 +29,25 @@
 //   - GET_VALUE answers with the stored record, if any, and the closer peers.
 //   - ADD_PROVIDER is accepted only for the sending peer itself; its addresses
 //     are stored with the record, so they survive a restart. Entries naming
-//     another peer are dropped and counted.
+//     another peer are dropped and counted. The addresses are stored without
+//     a trailing /p2p/<provider>, once each, through the AddressFilter (none
+//     by default; PublicAddrs for a node in the public network), trimmed to
+//     MaxProviderAddrs; a record left without addresses is still stored, as
+//     go-libp2p-kad-dht does.
 //   - GET_PROVIDERS answers with the stored providers and their stored
 //     addresses, and the closer peers.
 //   - FIND_NODE and PING are answered from the routing table alone.
+//
+// # Write admission
+//
+// Each remote peer may have records stored (ADD_PROVIDER, PUT_VALUE) at
+// PeerWriteLimit's rate after its burst (default 1 000 a second after
+// 10 000). A record over the rate waits up to one second for its token
+// without its stream being read, which slows the sender by flow control; one
+// whose token is further away is refused, its stream reset, and counted as
+// rate_limited. Peers' buckets are bounded by WritePeers, idle ones forgotten
+// first. A store limit on a provider's records (store.ErrProviderFull) is
+// counted as provider_full.
 //
 // # Client side
 //
@@ -45,14 +60,19 @@
 // is go-libp2p-kbucket's: peers enter it when identify shows they speak the
 // protocol or when they answer a request, and leave it when they stop
 // advertising it or fail a request. Bootstrap and RefreshRoutingTable refresh
-// it, and it is refreshed every RefreshInterval.
+// it, and it is refreshed every RefreshInterval. Bootstrap reports a failure
+// (ErrBootstrap) and keeps trying, with backoff, while the routing table is
+// empty. Routing-table peers are tagged in the host's connection manager, so
+// their connections are trimmed last.
 //
 // # Modes
 //
 // In ModeServer the node registers the protocol handler, so identify
 // advertises it; in ModeClient it never does, so other nodes never add it to
 // their tables, while it still runs lookups. ModeAuto (the default) serves
-// only while go-libp2p reports the host publicly reachable.
+// only while go-libp2p reports the host publicly reachable, which never
+// happens on a LAN or on loopback: use ModeServer there. The node logs its
+// mode at start, and each switch in auto mode.
 //
 // # Concurrency
 //
@@ -77,6 +97,7 @@
 // kadstore_kad_messages_received_total{type,outcome},
 // kadstore_kad_messages_sent_total{type,outcome},
 // kadstore_kad_store_call_duration_seconds{method},
-// kadstore_kad_routing_table_peers, and
-// kadstore_kad_records_rejected_total{reason}.
+// kadstore_kad_routing_table_peers,
+// kadstore_kad_records_rejected_total{reason}, and
+// kadstore_kad_bootstrap_attempts_total{outcome}.
 package kad
