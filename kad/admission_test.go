@@ -190,3 +190,22 @@ func TestOwnRecordTrimmedToStoreLimit(t *testing.T) {
 		t.Fatalf("own record: %v, %v", recs, err)
 	}
 }
+
+// PUT_VALUE takes a token before the record is validated, so a peer over
+// its rate is refused even for records the validator would refuse anyway.
+func TestPeerWriteLimitPutValue(t *testing.T) {
+	n := newKadNode(t, nil, kad.PeerWriteLimit(0.001, 1))
+	sender := newHost(t)
+	rejected := func(reason string) float64 {
+		return metric(t, n.reg, "kadstore_kad_records_rejected_total", map[string]string{"reason": reason})
+	}
+	put := &pb.Message{Type: pb.PutValue, Key: []byte("/x/a"), Record: &pb.Record{Key: []byte("/x/a"), Value: []byte("v")}}
+	for _, want := range []string{"unknown_namespace", "rate_limited"} {
+		s := rawStream(t, sender, n)
+		if _, err := s.Write(frame(put)); err != nil {
+			t.Fatal(err)
+		}
+		expectReset(t, s)
+		p2ptest.WaitUntil(t, 30*time.Second, want, func() bool { return rejected(want) == 1 })
+	}
+}
