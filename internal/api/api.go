@@ -384,6 +384,14 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 			writeError(w, http.StatusRequestEntityTooLarge, "body larger than %d bytes", MaxBody)
 			return false
 		}
+		var netErr net.Error
+		if errors.As(err, &netErr) && netErr.Timeout() {
+			// The body did not arrive within the server's ReadTimeout: close
+			// the connection without an answer, as net/http does when the
+			// header is late, rather than hold it while a client that
+			// trickles its body may not read an answer either.
+			panic(http.ErrAbortHandler)
+		}
 		writeError(w, http.StatusBadRequest, "body: %v", err)
 		return false
 	}

@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -325,5 +327,29 @@ func TestDelegatedRoutingThroughBoxoClient(t *testing.T) {
 	}
 	if _, err := cl.GetIPNS(ctx, ipns.NameFromPeer(otherID)); !errors.Is(err, routing.ErrNotFound) {
 		t.Fatalf("GetIPNS of an unknown name: %v", err)
+	}
+}
+
+// A body that does not arrive within the server's ReadTimeout ends the
+// connection without an answer.
+func TestSlowBodyClosedWithoutAnswer(t *testing.T) {
+	s := memstore.New(store.Options{})
+	t.Cleanup(func() { s.Close() })
+	_, id := newKey(t)
+	node := &fakeNode{id: id, s: s}
+	srv := httptest.NewUnstartedServer(api.New(api.Config{Store: s, Node: node, Gatherer: prometheus.NewRegistry()}))
+	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /v1/provide HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"keys\": [\"b")
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil || len(b) != 0 {
+		t.Fatalf("read %q, %v; want the connection closed without an answer", b, err)
 	}
 }
