@@ -33,6 +33,12 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 		if len(n.cfg.bootstrap) == 0 {
 			return
 		}
+		// As trackInbound: no wg.Add once Close may be waiting.
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.closed {
+			return
+		}
 		n.wg.Add(1)
 		go n.bootstrapKeeper(err == nil)
 	})
