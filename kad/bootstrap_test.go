@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/kadstore/kadstore/internal/p2ptest"
@@ -69,18 +70,26 @@ func TestBootstrapRetries(t *testing.T) {
 	for _, a := range ai.Addrs {
 		listen = append(listen, a.String())
 	}
-	h := newHost(t, libp2p.Identity(sk), libp2pListen(listen...))
-	newKadNodeOn(t, h, nil)
+	up := func() *kadNode {
+		return newKadNodeOn(t, newHost(t, libp2p.Identity(sk), libp2pListen(listen...)), nil)
+	}
+	boot := up()
 	joined := func() bool { return inTable(n.RoutingPeers(), ai.ID) }
 	p2ptest.WaitUntil(t, 30*time.Second, "the node to join", joined)
 	if attempts("ok") < 1 {
 		t.Fatal("the successful attempt was not counted")
 	}
 
-	// The table empties: the node bootstraps again.
-	ok := attempts("ok")
+	// The peer goes down and the table empties: the node bootstraps again
+	// (and fails), then rejoins when the peer is back.
+	failed := attempts("failed")
+	boot.Close()
+	boot.h.Close()
+	p2ptest.WaitUntil(t, 30*time.Second, "the disconnection", func() bool { return n.h.Network().Connectedness(ai.ID) != network.Connected })
 	n.RoutingTable().RemovePeer(ai.ID)
-	p2ptest.WaitUntil(t, 30*time.Second, "the node to rejoin", func() bool { return joined() && attempts("ok") > ok })
+	p2ptest.WaitUntil(t, 30*time.Second, "a bootstrap attempt after the table emptied", func() bool { return attempts("failed") > failed })
+	up()
+	p2ptest.WaitUntil(t, 30*time.Second, "the node to rejoin", joined)
 }
 
 // Without bootstrap peers, Bootstrap has nothing to fail at.
