@@ -11,7 +11,10 @@ import (
 
 // writeAdmission decides whether a record sent by a peer (ADD_PROVIDER,
 // PUT_VALUE) may reach the store: each remote peer has a token bucket of
-// burst tokens refilled at limit a second, one token a record.
+// burst tokens refilled at limit a second, one token a record. The burst is
+// spent at no more than peakFactor × limit a second (a second bucket, of
+// peakBurst tokens): a burst stored all at once is a latency spike for every
+// other peer, as long as it lasts.
 //
 // A request that finds the bucket empty waits for its token when the token is
 // due within maxWait: the stream is not read meanwhile, so a fast sender is
@@ -31,7 +34,19 @@ type writeAdmission struct {
 	now      func() time.Time
 
 	mu    sync.Mutex
-	peers map[peer.ID]*rate.Limiter
+	peers map[peer.ID]*peerBuckets
+}
+
+// peerBuckets are the sustained and the peak bucket of one peer.
+type peerBuckets struct{ sustained, peak *rate.Limiter }
+
+// peakFactor is how much faster than the sustained rate a burst is spent.
+const peakFactor = 2
+
+// peakBurst is the peak bucket's size: a tenth of a second at the peak rate,
+// at least 100, at most the burst.
+func peakBurst(limit float64, burst int) int {
+	return min(burst, max(100, int(peakFactor*limit/10)))
 }
 
 // admitted outcomes
@@ -48,7 +63,7 @@ func newWriteAdmission(limit float64, burst int, maxWait time.Duration, maxPeers
 		maxWait:  maxWait,
 		maxPeers: maxPeers,
 		now:      time.Now,
-		peers:    make(map[peer.ID]*rate.Limiter),
+		peers:    make(map[peer.ID]*peerBuckets),
 	}
 }
 
@@ -59,16 +74,19 @@ func (a *writeAdmission) admit(ctx context.Context, p peer.ID) int {
 		return admitOK
 	}
 	now := a.now()
-	r := a.bucket(p, now).ReserveN(now, 1)
-	if !r.OK() {
+	b := a.bucket(p, now)
+	rs, rp := b.sustained.ReserveN(now, 1), b.peak.ReserveN(now, 1)
+	cancel := func() { rs.CancelAt(now); rp.CancelAt(now) }
+	if !rs.OK() || !rp.OK() {
+		cancel()
 		return admitRefused
 	}
-	d := r.DelayFrom(now)
+	d := max(rs.DelayFrom(now), rp.DelayFrom(now))
 	if d == 0 {
 		return admitOK
 	}
 	if d > a.maxWait {
-		r.CancelAt(now)
+		cancel()
 		return admitRefused
 	}
 	t := time.NewTimer(d)
@@ -77,30 +95,33 @@ func (a *writeAdmission) admit(ctx context.Context, p peer.ID) int {
 	case <-t.C:
 		return admitOK
 	case <-ctx.Done():
-		r.Cancel()
+		cancel()
 		return admitCancelled
 	}
 }
 
-func (a *writeAdmission) bucket(p peer.ID, now time.Time) *rate.Limiter {
+func (a *writeAdmission) bucket(p peer.ID, now time.Time) *peerBuckets {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if l, ok := a.peers[p]; ok {
-		return l
+	if b, ok := a.peers[p]; ok {
+		return b
 	}
 	if len(a.peers) >= a.maxPeers {
 		a.evict(now)
 	}
-	l := rate.NewLimiter(a.limit, a.burst)
-	a.peers[p] = l
-	return l
+	b := &peerBuckets{
+		sustained: rate.NewLimiter(a.limit, a.burst),
+		peak:      rate.NewLimiter(peakFactor*a.limit, peakBurst(float64(a.limit), a.burst)),
+	}
+	a.peers[p] = b
+	return b
 }
 
 // evict drops idle buckets, or one arbitrary bucket if none is idle. a.mu is
 // held.
 func (a *writeAdmission) evict(now time.Time) {
-	for p, l := range a.peers {
-		if l.TokensAt(now) >= float64(a.burst) {
+	for p, b := range a.peers {
+		if b.sustained.TokensAt(now) >= float64(a.burst) {
 			delete(a.peers, p)
 		}
 	}

@@ -74,3 +74,26 @@ func TestWriteAdmissionWait(t *testing.T) {
 		t.Fatal("a wait with a cancelled context did not end")
 	}
 }
+
+// A burst is spent at no more than twice the rate: past the peak bucket
+// (here 100 records), records wait even though the burst is not used up.
+func TestWriteAdmissionPeak(t *testing.T) {
+	now := time.Unix(1000, 0)
+	a := newWriteAdmission(100, 1000, 0, 10)
+	a.now = func() time.Time { return now }
+	ctx := context.Background()
+	for i := range 100 {
+		if a.admit(ctx, "p") != admitOK {
+			t.Fatalf("record %d of the peak bucket refused", i)
+		}
+	}
+	if a.admit(ctx, "p") != admitRefused {
+		t.Fatal("record 101 admitted at once: the burst is spent faster than twice the rate")
+	}
+	now = now.Add(time.Second) // 200 peak tokens, capped at 100; 900+100 sustained
+	for i := range 100 {
+		if a.admit(ctx, "p") != admitOK {
+			t.Fatalf("record %d after a second refused", i)
+		}
+	}
+}

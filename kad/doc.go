@@ -42,7 +42,7 @@
 //
 // Each remote peer may have records stored (ADD_PROVIDER, PUT_VALUE) at
 // PeerWriteLimit's rate after its burst (default 1 000 a second after
-// 10 000). A record over the rate waits up to one second for its token
+// 10 000), the burst spent at no more than twice the rate. A record over the rate waits up to one second for its token
 // without its stream being read, which slows the sender by flow control; one
 // whose token is further away is refused, its stream reset, and counted as
 // rate_limited. Peers' buckets are bounded by WritePeers, idle ones forgotten

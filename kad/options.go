@@ -316,7 +316,8 @@ func Clock(now func() time.Time) Option {
 
 // PeerWriteLimit sets the per-peer write admission: each remote peer may
 // have at most recordsPerSecond records stored a second (ADD_PROVIDER and
-// PUT_VALUE, one record each), after a burst of burst records. A record over
+// PUT_VALUE, one record each), after a burst of burst records, which is
+// itself spent at no more than twice that rate. A record over
 // the rate waits for its turn up to one second, which slows the sender's
 // stream, and is refused past that (the stream is reset, and
 // kadstore_kad_records_rejected_total{reason="rate_limited"} counts it).
