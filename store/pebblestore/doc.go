@@ -13,7 +13,7 @@
 //
 //	p|kadkey|provider                   -> provider record
 //	v|kadkey                            -> value record
-//	e|expiry|P|kadkey[:8]|provider[-4:] -> nil      time index, providers
+//	e|expiry|P|kadkey[:4]               -> nil      time index, providers
 //	e|expiry|V|kadkey                   -> nil      time index, values
 //	o|len(provider)|provider|kadkey     -> nil      peer index
 //	c|provider                          -> count    records of the provider
@@ -30,7 +30,7 @@
 //     for a key the key filter (keyfilter.go: a Bloom filter in memory of
 //     the keys that have providers) says has none, and for a key a recent
 //     commit wrote, whose providers it remembers. It then writes the record
-//     and, unless its expiry is unchanged, a 22-byte time-index entry: it
+//     and, unless its expiry is unchanged, a 14-byte time-index entry: it
 //     never reads or deletes time-index entries.
 //   - A scan of a Region is one key range of p| or v|: kadkey comes first,
 //     so keyspace order is key order, and a Cursor (a position, not pebble
@@ -44,16 +44,16 @@
 //     publisher filters the v| range instead: value records are few.
 //   - Expire reads the time index from its front up to now (and from its
 //     back down to now+2×MaxTTL, for records a clock jump left too far
-//     ahead). An entry names its record only by 12 bytes, and entries of
-//     old expiries stay behind when a record is refreshed or removed, so
-//     Expire checks each due entry against the records it may name (sorted,
-//     with forward steps and seeks through p|) and removes a record only if
-//     its stored expiry is the entry's; then it deletes the visited entries
-//     with one range deletion. Live records outside the checked prefixes
+//     ahead). An entry names its records only by 4 bytes of their Kademlia
+//     key, and entries of old expiries stay behind when a record is
+//     refreshed or removed, so Expire reads the records each due entry may
+//     name (entries sorted, with forward steps and seeks through p|) and
+//     removes those whose stored expiry is the entry's; then it deletes the
+//     visited entries with one range deletion. Live records outside the checked prefixes
 //     are never read: its cost grows with what is due, not with the store.
 //     The short entries are the reason: full ones (70 bytes of key and
-//     provider) let Expire delete without reading, but made the store 2.1×
-//     the raw records on disk instead of 1.3× (docs/BENCHMARKS.md).
+//     provider) let Expire delete without reading, but cost 60 MB a million
+//     records on disk (docs/BENCHMARKS.md).
 //   - Record counts per kind are stored under m| and written by every batch
 //     that changes them, so Stats and MaxRecords need no scan after a
 //     restart. Per-provider counts (c|) exist only while

@@ -26,16 +26,17 @@ const expireChunk = 1024
 // up to now, and from 2×MaxTTL after now to its back; live records lie in
 // between and are never read, so its cost grows with what it removes.
 //
-// A time-index entry names its record by a prefix of its Kademlia key and
-// the end of its provider ID (keys.go), and a refresh or removal leaves the
-// entry of the old expiry in place, so Expire checks each due entry against
-// the records it may name: one forward seek to the key prefix, the records
-// there whose provider ends the same way, and their stored expiry. A record
-// is removed when its expiry is the entry's, or when its bytes are damaged
-// (its expiry cannot be trusted, and an entry of it is due); an entry whose
-// record is gone or has another expiry is dropped alone. Entries are taken
-// in chunks, each sorted by key before the seeks, so the seeks of a chunk
-// move forward through the provider records.
+// A time-index entry names its records by a prefix of their Kademlia key
+// (keys.go), and a refresh or removal leaves the entry of the old expiry in
+// place, so Expire checks each due entry against the records it may name:
+// one forward step or seek to the key prefix, and the stored expiry of the
+// records there. A record is removed when its expiry is the entry's, or when
+// its bytes are damaged (its expiry cannot be trusted, and it cannot be
+// served); an entry whose records are gone or have other expiries is dropped
+// alone. Entries are taken in chunks, each sorted by key prefix, so the
+// reads of a chunk move forward through the provider records. A chunk
+// removes every record its entries name, so a call may remove a few more
+// than limit when records share an entry.
 func (s *Store) Expire(ctx context.Context, now time.Time, limit int) (int, error) {
 	if err := s.acquireWrite(ctx); err != nil {
 		return 0, err
@@ -120,7 +121,6 @@ func (t *txn) expire(lower, upper []byte, max int) (int, []byte, error) {
 			s.log.Error("pebblestore: malformed expiry index entry dropped", "key", fmt.Sprintf("%x", key))
 			continue
 		}
-		e.tail = bytes.Clone(e.tail)
 		entries = append(entries, e)
 	}
 	if err := it.Error(); err != nil {
@@ -157,7 +157,7 @@ func (t *txn) removeDue(entries []expiryEntry) (int, error) {
 		if c := bytes.Compare(a.k[:], b.k[:]); c != 0 {
 			return c
 		}
-		return bytes.Compare(a.tail, b.tail)
+		return cmp.Compare(a.ms, b.ms)
 	})
 	it, err := t.s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagProv}, UpperBound: tagEnd(tagProv)})
 	if err != nil {
@@ -239,28 +239,19 @@ func seekForward(it *pebble.Iterator, target []byte) bool {
 }
 
 // dueIn reports whether the provider record at it, of provider p, is named
-// by one of the entries of its key prefix: one with p's tail and either the
-// record's expiry or, for a record whose bytes are damaged, any.
+// by one of the entries of its key prefix: one with the record's expiry, or
+// any, for a record whose bytes are damaged (its expiry cannot be trusted).
 func dueIn(group []expiryEntry, p []byte, it *pebble.Iterator) (bool, error) {
-	tail := providerTail(p)
-	var (
-		read   bool
-		ms     int64
-		intact bool
-	)
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return false, fmt.Errorf("pebblestore: %w", err)
+	}
+	ms, intact := verifyProvider(p, v)
+	if !intact {
+		return true, nil
+	}
 	for _, e := range group {
-		if !bytes.Equal(e.tail, tail) {
-			continue
-		}
-		if !read {
-			v, err := it.ValueAndErr()
-			if err != nil {
-				return false, fmt.Errorf("pebblestore: %w", err)
-			}
-			ms, intact = verifyProvider(p, v)
-			read = true
-		}
-		if !intact || ms == e.ms {
+		if e.ms == ms {
 			return true, nil
 		}
 	}

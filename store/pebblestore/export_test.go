@@ -118,7 +118,7 @@ func DowngradeToV1(s *Store) error {
 		var k record.KadKey
 		copy(k[:], vit.Key()[1:])
 		ms, _ := verifyValue(vit.Value())
-		b.Set(expiryKey(nil, ms, kindValue, &k, ""), nil, nil)
+		b.Set(expiryKey(nil, ms, kindValue, &k), nil, nil)
 	}
 	b.Set([]byte{tagGuard, kindProvider, 1, 2, 3}, []byte{1}, nil)
 	b.Set(metaVersion, []byte{1}, nil)

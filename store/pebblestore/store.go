@@ -330,12 +330,12 @@ func (s *Store) migrateV1() error {
 	var kbuf []byte
 	n := 0
 	for it.First(); it.Valid(); it.Next() {
-		ms, k, p, ok := v1ExpiryKey(it.Key())
+		ms, k, ok := v1ExpiryKey(it.Key())
 		if !ok {
 			continue // a value's entry, the same in both versions
 		}
 		b.Delete(it.Key(), nil)
-		kbuf = expiryKey(kbuf[:0], ms, kindProvider, &k, peer.ID(p))
+		kbuf = expiryKey(kbuf[:0], ms, kindProvider, &k)
 		b.Set(kbuf, nil, nil)
 		if n++; b.Len() > 4<<20 {
 			if err := b.Commit(pebble.Sync); err != nil {

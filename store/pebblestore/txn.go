@@ -176,7 +176,7 @@ func (t *txn) putProvider(k *record.KadKey, r record.ProviderRecord) {
 			t.provCounts[string(r.Provider)].cur++ // loaded by the checks
 		}
 	}
-	t.kbuf = expiryKey(t.kbuf[:0], ms, kindProvider, k, r.Provider)
+	t.kbuf = expiryKey(t.kbuf[:0], ms, kindProvider, k)
 	t.b.Set(t.kbuf, nil, nil)
 }
 

@@ -267,7 +267,7 @@ func (s *Store) PutValue(ctx context.Context, r store.ValueRecord) error {
 		}
 		// The entry of an old expiry stays until Expire drops it (see
 		// putProvider).
-		t.kbuf = expiryKey(t.kbuf[:0], ms, kindValue, &k, "")
+		t.kbuf = expiryKey(t.kbuf[:0], ms, kindValue, &k)
 		t.b.Set(t.kbuf, nil, nil)
 		return nil
 	})
