@@ -34,9 +34,9 @@ const expireChunk = 1024
 // its bytes are damaged (its expiry cannot be trusted, and it cannot be
 // served); an entry whose records are gone or have other expiries is dropped
 // alone. Entries are taken in chunks, each sorted by key prefix, so the
-// reads of a chunk move forward through the provider records. A chunk
-// removes every record its entries name, so a call may remove a few more
-// than limit when records share an entry.
+// reads of a chunk move forward through the provider records. An entry that
+// names more records than the limit leaves room for is kept for the next
+// call, with the records not yet removed.
 func (s *Store) Expire(ctx context.Context, now time.Time, limit int) (int, error) {
 	if err := s.acquireWrite(ctx); err != nil {
 		return 0, err
@@ -130,12 +130,22 @@ func (t *txn) expire(lower, upper []byte, max int) (int, []byte, error) {
 		return 0, nil, nil
 	}
 	s.expireVisited.Add(int64(len(entries)))
-	n, err := t.removeDue(entries)
+	n, done, err := t.removeDue(entries, max)
 	if err != nil {
 		return 0, nil, err
 	}
-	// Every entry in [lower, last] was visited with every shard held, so one range
-	// deletion removes them all.
+	if done < len(entries) {
+		// The limit was reached before every record the entries name was
+		// removed: drop only the entries that are done, and keep the rest
+		// for the next call.
+		for _, e := range entries[:done] {
+			t.kbuf = expiryKey(t.kbuf[:0], e.ms, e.kind, &e.k)
+			t.b.Delete(t.kbuf, nil)
+		}
+		return n, lower, nil
+	}
+	// Every entry in [lower, last] was visited with every shard held, so one
+	// range deletion removes them all.
 	next := successor(last)
 	t.b.DeleteRange(lower, next, nil)
 	if !valid {
@@ -144,12 +154,14 @@ func (t *txn) expire(lower, upper []byte, max int) (int, []byte, error) {
 	return n, next, nil
 }
 
-// removeDue removes the records the due entries name (see Expire) and
-// returns how many it removed. Entries are sorted, grouped by key prefix, and
-// the records of each prefix are read once; between prefixes the iterator
-// steps forward when the next prefix is near, as it is when many records
-// fall due together, and seeks otherwise.
-func (t *txn) removeDue(entries []expiryEntry) (int, error) {
+// removeDue removes the records the due entries name (see Expire), at most
+// max, and returns how many it removed and how many entries (of entries, in
+// the order it sorts them into) are done: every record they name is removed.
+// Entries are sorted, grouped by key prefix, and the records of each prefix
+// are read once; between prefixes the iterator steps forward when the next
+// prefix is near, as it is when many records fall due together, and seeks
+// otherwise.
+func (t *txn) removeDue(entries []expiryEntry, max int) (n, done int, err error) {
 	slices.SortFunc(entries, func(a, b expiryEntry) int {
 		if c := cmp.Compare(a.kind, b.kind); c != 0 {
 			return c
@@ -161,24 +173,26 @@ func (t *txn) removeDue(entries []expiryEntry) (int, error) {
 	})
 	it, err := t.s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagProv}, UpperBound: tagEnd(tagProv)})
 	if err != nil {
-		return 0, fmt.Errorf("pebblestore: %w", err)
+		return 0, 0, fmt.Errorf("pebblestore: %w", err)
 	}
 	defer it.Close()
 	var (
 		prefix  [1 + expiryKadLen]byte
 		removed map[string]bool // value keys removed by this chunk
-		n       int
 	)
 	prefix[0] = tagProv
 	for i := 0; i < len(entries); {
 		e := entries[i]
 		if e.kind == kindValue {
+			if n == max {
+				return n, i, nil
+			}
 			if removed == nil {
 				removed = make(map[string]bool)
 			}
 			ok, err := t.removeDueValue(e, removed)
 			if err != nil {
-				return n, err
+				return n, i, err
 			}
 			if ok {
 				n++
@@ -191,7 +205,6 @@ func (t *txn) removeDue(entries []expiryEntry) (int, error) {
 			j++
 		}
 		group := entries[i:j]
-		i = j
 		copy(prefix[1:], e.k[:expiryKadLen])
 		for valid := seekForward(it, prefix[:]); valid; valid = it.Next() {
 			key := it.Key()
@@ -204,21 +217,25 @@ func (t *txn) removeDue(entries []expiryEntry) (int, error) {
 			}
 			due, err := dueIn(group, p, it)
 			if err != nil {
-				return n, err
+				return n, i, err
 			}
 			if !due {
 				continue
 			}
+			if n == max {
+				return n, i, nil // this group is not done
+			}
 			if err := t.removeProvider(&k, peer.ID(p)); err != nil {
-				return n, err
+				return n, i, err
 			}
 			n++
 		}
 		if err := it.Error(); err != nil {
-			return n, fmt.Errorf("pebblestore: %w", err)
+			return n, i, fmt.Errorf("pebblestore: %w", err)
 		}
+		i = j
 	}
-	return n, nil
+	return n, len(entries), nil
 }
 
 // seekForward positions it at the first key at or after target, which

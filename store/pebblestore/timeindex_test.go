@@ -112,3 +112,28 @@ func TestOpenConvertsLayoutV1(t *testing.T) {
 	f.wantExpire(50)
 	f.wantStats(0, 0)
 }
+
+// Expire's limit holds when several records share an entry: the entry stays
+// until every record it names is gone.
+func TestExpireLimitWithSharedEntry(t *testing.T) {
+	f := newFixture(t, store.Limits{})
+	key := storetest.RandomKey(f.rng)
+	for range 3 {
+		f.add(f.provider(key, storetest.RandomPeer(f.rng), time.Hour))
+	}
+	if n := pebblestore.KeysIn(f.s, 'e'); n != 1 {
+		t.Fatalf("%d time-index entries for three records of one key and expiry, want 1", n)
+	}
+	f.clock.Advance(2 * time.Hour)
+	for i := range 3 {
+		n, err := f.s.Expire(f.ctx, f.clock.Now(), 1)
+		if err != nil || n != 1 {
+			t.Fatalf("Expire #%d with limit 1: %d, %v; want 1", i, n, err)
+		}
+		f.wantStats(int64(2-i), 0)
+	}
+	f.wantExpire(0)
+	if n := pebblestore.KeysIn(f.s, 'e'); n != 0 {
+		t.Errorf("%d time-index entries left", n)
+	}
+}
