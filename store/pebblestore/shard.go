@@ -27,6 +27,10 @@ import (
 //   - the key filter, registered and replaced only with every shard held.
 const numShards = 4
 
+// provCacheCap bounds the per-provider counts kept in memory (Store.provCache);
+// past it the cache starts again empty.
+const provCacheCap = 1 << 16
+
 // shard is one writer's lock and state.
 type shard struct {
 	idx int

@@ -60,8 +60,11 @@ type Store struct {
 	// records stored plus those being committed.
 	nRecords atomic.Int64
 	// provMu is held by a txn that reads per-provider counts, until its
-	// batch is applied.
-	provMu sync.Mutex
+	// batch is applied. provCache holds the counts of the providers written
+	// lately, as committed (under provMu), so that a provider's next write
+	// needs no read of its count.
+	provMu    sync.Mutex
+	provCache map[string]int64
 	// txns holds txns for reuse (newTxn).
 	txns sync.Pool
 	// perProvider is set when per-provider counts are maintained
@@ -125,17 +128,18 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("pebblestore: %w", err)
 	}
 	s := &Store{
-		dir:     dir,
-		opts:    opts,
-		limits:  opts.Limits,
-		now:     opts.Now,
-		log:     opts.Logger,
-		db:      db,
-		lock:    lock,
-		shards:  newShards(),
-		indexed: make(map[peer.ID]bool),
-		addrs:   newAddrCache(),
-		stop:    make(chan struct{}),
+		dir:       dir,
+		opts:      opts,
+		limits:    opts.Limits,
+		now:       opts.Now,
+		log:       opts.Logger,
+		db:        db,
+		lock:      lock,
+		shards:    newShards(),
+		provCache: make(map[string]int64),
+		indexed:   make(map[peer.ID]bool),
+		addrs:     newAddrCache(),
+		stop:      make(chan struct{}),
 	}
 	if err := s.load(); err != nil {
 		db.Close()

@@ -1,6 +1,7 @@
 package pebblestore_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -136,4 +137,47 @@ func TestExpireLimitWithSharedEntry(t *testing.T) {
 	if n := pebblestore.KeysIn(f.s, 'e'); n != 0 {
 		t.Errorf("%d time-index entries left", n)
 	}
+}
+
+// The per-provider counts kept in memory follow what Expire and
+// RemoveProvider remove, and agree with the stored counts after a reopen.
+func TestProviderCountsFollowRemovals(t *testing.T) {
+	f := newFixture(t, store.Limits{MaxRecordsPerProvider: 3})
+	p := storetest.RandomPeer(f.rng)
+	addFor := func(ttl time.Duration) (store.ProviderRecord, error) {
+		r := f.provider(storetest.RandomKey(f.rng), p, ttl)
+		return r, f.s.AddProviders(f.ctx, r)
+	}
+	if _, err := addFor(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	keep, err := addFor(3 * time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := addFor(3 * time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := addFor(3 * time.Hour); !errors.Is(err, store.ErrProviderFull) {
+		t.Fatalf("fourth record: %v, want ErrProviderFull", err)
+	}
+	f.clock.Advance(2 * time.Hour)
+	f.wantExpire(1)
+	if err := f.s.RemoveProvider(f.ctx, gone.Key, p); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // room for two again
+		if _, err := addFor(3 * time.Hour); err != nil {
+			t.Fatalf("after the removals: %v", err)
+		}
+	}
+	if _, err := addFor(3 * time.Hour); !errors.Is(err, store.ErrProviderFull) {
+		t.Fatalf("past the limit again: %v, want ErrProviderFull", err)
+	}
+	f.reopen()
+	if _, err := addFor(3 * time.Hour); !errors.Is(err, store.ErrProviderFull) {
+		t.Fatalf("after reopening: %v, want ErrProviderFull", err)
+	}
+	f.add(keep) // a refresh never fails on a count limit
 }

@@ -201,24 +201,34 @@ func (t *txn) provCount(p []byte) (*counter, error) {
 		t.s.provMu.Lock()
 		t.provLocked = true
 	}
-	t.kbuf = countKey(t.kbuf[:0], p)
-	v, err := t.s.get(t.kbuf)
-	if err != nil {
-		return nil, err
-	}
 	c := &counter{}
-	if v != nil {
-		n, w := binary.Uvarint(v)
-		if w <= 0 {
-			return nil, fmt.Errorf("pebblestore: provider count of %d bytes", len(v))
-		}
-		c.orig, c.cur = int64(n), int64(n)
+	if n, ok := t.s.provCache[string(p)]; ok {
+		c.orig, c.cur = n, n
+	} else if err := t.readProvCount(p, c); err != nil {
+		return nil, err
 	}
 	if t.provCounts == nil {
 		t.provCounts = make(map[string]*counter)
 	}
 	t.provCounts[string(p)] = c
 	return c, nil
+}
+
+// readProvCount reads the stored record count of provider p into c.
+func (t *txn) readProvCount(p []byte, c *counter) error {
+	t.kbuf = countKey(t.kbuf[:0], p)
+	v, err := t.s.get(t.kbuf)
+	if err != nil {
+		return err
+	}
+	if v != nil {
+		n, w := binary.Uvarint(v)
+		if w <= 0 {
+			return fmt.Errorf("pebblestore: provider count of %d bytes", len(v))
+		}
+		c.orig, c.cur = int64(n), int64(n)
+	}
+	return nil
 }
 
 // commit writes the overlays' changes into the batch and applies it, without
@@ -257,7 +267,18 @@ func (t *txn) commit() (wait func() error, err error) {
 		for k := range t.keys {
 			s.shardOf(&k).recent.forget(&k)
 		}
+		for p := range t.provCounts {
+			delete(s.provCache, p)
+		}
 		return nil, fmt.Errorf("pebblestore: commit: %w", err)
+	}
+	if t.provLocked {
+		if len(s.provCache)+len(t.provCounts) > provCacheCap {
+			clear(s.provCache)
+		}
+		for p, c := range t.provCounts {
+			s.provCache[p] = c.cur
+		}
 	}
 	for k, ks := range t.keys {
 		s.shardOf(&k).recent.put(&k, ks.provs)
