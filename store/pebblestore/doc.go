@@ -80,22 +80,25 @@
 //
 // Readers (GetValue, Providers, Scan, Stats) take no lock: each call reads
 // through its own pebble iterator, a consistent snapshot as of its start.
-// Writers hold one mutex over their read-modify-write (the providers of the
-// keys they write, and the counters) and the batch commit; nothing a reader
-// waits for. AddProviders calls that arrive while a batch is being committed
-// are committed together in the next batch (group commit), each call still
-// all or nothing, so concurrent small calls share the commit's write of the
-// log, and with Options.Sync its fsync. Expire deletes in batches of about a
-// thousand entries, releasing the mutex in between. Every call holds a
-// shared lock that Close takes exclusively, so Close waits for calls in
-// flight, and calls after it return store.ErrClosed.
+// Writers are split into shards by Kademlia key (shard.go); a write holds its
+// key's shard over its read-modify-write (the providers of the keys it
+// writes, and the counts) and until pebble has applied its batch, then waits
+// for the log without it; nothing a reader waits for. AddProviders calls for
+// one shard that arrive while a batch is being committed are committed
+// together in the next batch (group commit), each call still all or
+// nothing, so concurrent small calls share the commit's write of the log,
+// and with Options.Sync its fsync; calls for different shards commit in
+// parallel. Expire deletes in batches of about a thousand entries, holding
+// every shard for a batch. Every call holds a shared lock that Close takes
+// exclusively, so Close waits for calls in flight, and calls after it return
+// store.ErrClosed.
 //
 // # Durability and memory
 //
 // A write that returned nil survives the death of the process; with
 // Options.Sync it also survives power loss (see Options.Sync and
 // durability.go). Memory is bounded by Options.CacheSize,
-// Options.MemTableSize and the key filter (about 1.25 bytes a key), not by
-// the records. A second Open of a directory that is open fails at once with
+// Options.MemTableSize, the key filter (1.25 to 2.5 bytes a key) and the
+// recent keys (a few MiB at most), not by the records. A second Open of a directory that is open fails at once with
 // ErrLocked.
 package pebblestore

@@ -27,9 +27,15 @@ import (
 // fsynced once, when pebble closes it after switching to the next one, so
 // that only the newest log can be short after a power loss: pebble reads a
 // short newest log up to its last complete record, while a short older one
-// would stop Open. Sstables, the MANIFEST and directories keep their real
-// fsyncs, so a power loss never damages the store, it loses at most the
-// last writes.
+// would stop Open. A power loss may also write back later pages of the
+// newest log and not earlier ones; pebble then stops at the first missing
+// page, unless the log's records claim that the missing part had been
+// fsynced, which they do from pebble's format FormatWALSyncChunks on: the
+// store is therefore created at the format just below it (options.go), and
+// Open warns about a store at a later format when Sync is off. Sstables,
+// the MANIFEST and directories keep their real fsyncs, so a power loss
+// never damages the store, it loses at most the last writes
+// (TestPowerLossWithPartialWritebackOpens).
 //
 // With Options.Sync the filesystem is used as it is: every commit waits for
 // the fsync of the log, which pebble's commit pipeline shares among the

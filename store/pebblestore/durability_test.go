@@ -11,11 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -261,6 +263,13 @@ func (b *bytesBuffer) String() string {
 // records acknowledged before the copy and the reopened store.
 func crashAfterAcks(t *testing.T, syncWrites bool, minAcks int) ([]int64, store.Store) {
 	t.Helper()
+	return crashAfterAcksKeeping(t, syncWrites, minAcks, vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+}
+
+// crashAfterAcksKeeping is crashAfterAcks with a crash that keeps the
+// unsynced data cfg says (a power loss writes some pages back, in any order).
+func crashAfterAcksKeeping(t *testing.T, syncWrites bool, minAcks int, cfg vfs.CrashCloneCfg) ([]int64, store.Store) {
+	t.Helper()
 	fs := vfs.NewCrashableMem()
 	opts := pebblestore.Options{
 		Options:   store.Options{Logger: slog.New(slog.DiscardHandler)},
@@ -297,7 +306,7 @@ func crashAfterAcks(t *testing.T, syncWrites bool, minAcks int) ([]int64, store.
 	mu.Lock()
 	before := append([]int64(nil), acked...)
 	mu.Unlock()
-	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	crashed := fs.CrashClone(cfg)
 	cf()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -382,5 +391,49 @@ func TestCloseRemovesRecycledLogs(t *testing.T) {
 	}
 	if missing := missingNumbered(t, s, all); len(missing) > 0 {
 		t.Fatalf("%d of %d records missing after reopening, first %v", len(missing), n, missing[:min(5, len(missing))])
+	}
+}
+
+// A power loss leaves some of the unsynced pages of the log written and
+// others not, in no particular order. Without Options.Sync the store must
+// still open, with the acknowledged writes up to the first missing page;
+// with it, with every acknowledged write.
+func TestPowerLossWithPartialWritebackOpens(t *testing.T) {
+	for _, syncWrites := range []bool{false, true} {
+		for seed := range uint64(8) {
+			cfg := vfs.CrashCloneCfg{UnsyncedDataPercent: 50, RNG: rand.New(rand.NewPCG(seed, 7))}
+			acked, s := crashAfterAcksKeeping(t, syncWrites, 2000, cfg)
+			missing := missingNumbered(t, s, acked)
+			if syncWrites && len(missing) > 0 {
+				t.Errorf("Sync, seed %d: %d of %d acknowledged records lost", seed, len(missing), len(acked))
+			}
+		}
+	}
+}
+
+// A store at a format whose log records claim fsynced offsets (as an earlier
+// kadstore created them) opens, and Open warns that without Sync a power loss
+// can leave its log unreadable; a store this version creates gets no warning.
+func TestOpenWarnsAboutSyncOffsetFormat(t *testing.T) {
+	for _, old := range []bool{true, false} {
+		dir := t.TempDir()
+		if old {
+			if err := pebblestore.CreateAtFormat(dir, pebble.FormatNewest); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var logs bytesBuffer
+		s, err := pebblestore.Open(dir, pebblestore.Options{Options: store.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddProviders(context.Background(), ackProvider(1, time.Now())); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		warned := strings.Contains(logs.String(), "records fsynced log offsets")
+		if warned != old {
+			t.Errorf("store at the newest format %t: warned %t; log:\n%s", old, warned, logs.String())
+		}
 	}
 }

@@ -137,3 +137,20 @@ func (s *Store) countKeys(lower, upper []byte) (int64, error) {
 	}
 	return n, it.Error()
 }
+
+// CreateAtFormat creates an empty store in dir at pebble's format f, as an
+// earlier kadstore (at pebble.FormatNewest) did.
+func CreateAtFormat(dir string, f pebble.FormatMajorVersion) error {
+	o := Options{}
+	o.EnsureDefaults()
+	po := o.pebbleOptions(nil)
+	po.FormatMajorVersion = f
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return err
+	}
+	if err := db.Set(metaVersion, []byte{layoutVersion}, pebble.Sync); err != nil {
+		return err
+	}
+	return db.Close()
+}

@@ -2,7 +2,7 @@ package pebblestore
 
 import (
 	"encoding/binary"
-	"fmt"
+	"errors"
 	"math/bits"
 	"sync/atomic"
 
@@ -15,16 +15,15 @@ import (
 // provider records yet.
 //
 // A write must know the stored providers of its key (to tell a refresh from
-// a new record, to delete a refreshed record's old time-index entry, to
-// check the per-key limit). Reading them is a prefix seek through the
+// a new record, and to check the per-key limit). Reading them is a prefix seek through the
 // memtables and every level of the LSM, which cost most of the write's CPU
 // (docs/BENCHMARKS.md). The key filter is a Bloom filter, in memory, of the
 // Kademlia keys that have provider records: when it says a key has none, the
 // write takes that for its answer without a seek.
 //
 // The filter must never say "none" for a key that has records (that would
-// count a refresh as a new record and leave its old time-index entry behind),
-// so it is only used once it is complete: Open starts building it in the
+// count a refresh as a new record, and let a key pass the per-key limit), so
+// it is only used once it is complete: Open starts building it in the
 // background from a scan of the provider records (keys only), and every new
 // record's key is added to it (and to a filter being built) with the key's
 // shard held, before the record is committed. The build registers its filter
@@ -119,7 +118,9 @@ func (s *Store) filterAdd(k *record.KadKey) {
 // maybeGrowFilter starts replacing the filter in use when it is overfull.
 // The caller holds some shards; the build must be registered with every
 // shard held and no write uncommitted (its scan must see every record whose
-// key was added only to the old filter), so a goroutine does it.
+// key was added only to the old filter), so a goroutine does it. s.growing
+// stays set until the build ends, so that the commits meanwhile start none;
+// after a failed build it stays set, and the old filter stays in use.
 func (s *Store) maybeGrowFilter() {
 	f := s.filter
 	if f == nil || !f.overfull() || !s.growing.CompareAndSwap(false, true) {
@@ -130,16 +131,17 @@ func (s *Store) maybeGrowFilter() {
 		defer unlockShards(s.shards)
 		select {
 		case <-s.stop:
-			s.growing.Store(false)
 			return
 		default:
 		}
-		if s.filterNext == nil && s.filter == f {
-			s.startFilterBuild(2 * f.added.Load())
-		}
-		s.growing.Store(false)
+		// Sized from the records stored (at least as many as their keys):
+		// keys whose records all went are not carried over.
+		s.startFilterBuild(2 * s.nProviders.Load())
 	})
 }
+
+// errStopped ends a filter build when the store closes.
+var errStopped = errors.New("pebblestore: store closed")
 
 // startFilterBuild registers a new filter sized for keys and starts its
 // build. The caller holds every shard.
@@ -147,7 +149,7 @@ func (s *Store) startFilterBuild(keys int64) {
 	f := newKeyFilter(keys)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagProv}, UpperBound: tagEnd(tagProv)})
 	if err != nil {
-		s.log.Error("pebblestore: key filter not built; writes read every key", "error", err)
+		s.log.Error("pebblestore: key filter not built; writes read every key they write", "error", err)
 		return
 	}
 	s.filterNext = f
@@ -156,13 +158,17 @@ func (s *Store) startFilterBuild(keys int64) {
 		lockShards(s.shards)
 		defer unlockShards(s.shards)
 		s.filterNext = nil
-		if err != nil {
+		switch {
+		case errors.Is(err, errStopped):
+			return
+		case err != nil:
 			// The old filter (if any) stays in use: it is still complete.
-			s.log.Error("pebblestore: building the key filter", "error", err)
+			s.log.Error("pebblestore: building the key filter; writes of new keys read them until the store is opened again", "error", err)
 			return
 		}
 		f.ready.Store(true)
 		s.filter = f
+		s.growing.Store(false)
 	})
 }
 
@@ -175,7 +181,7 @@ func (s *Store) buildFilter(f *keyFilter, it *pebble.Iterator) error {
 		if n++; n%4096 == 0 {
 			select {
 			case <-s.stop:
-				return fmt.Errorf("pebblestore: store closed")
+				return errStopped
 			default:
 			}
 		}
@@ -200,8 +206,10 @@ type recentKeys struct {
 	next int
 }
 
-// recentKeysCap is how many keys recentKeys holds.
-const recentKeysCap = 4096
+// recentKeysCap is how many keys recentKeys holds (per shard): with up to
+// MaxProvidersPerKey states of about 70 bytes each, at most 1.4 MiB a shard
+// with the default limit of 20, and typically a few hundred KiB.
+const recentKeysCap = 1024
 
 func (r *recentKeys) get(k *record.KadKey) ([]provState, bool) {
 	provs, ok := r.m[*k]

@@ -138,3 +138,29 @@ func TestRecentKeys(t *testing.T) {
 	f.addAll(f.clock.Now().Add(time.Hour))
 	f.wantExact()
 }
+
+// A filter rebuilt because keys came and went is sized from the records
+// stored, not from every key it ever saw: its memory stays bounded under
+// churn.
+func TestKeyFilterBoundedUnderChurn(t *testing.T) {
+	defer pebblestore.SetFilterMinKeys(64)()
+	f := newKeyFilterFixture(t, 200)
+	ctx := context.Background()
+	for round := range 12 {
+		f.recs = f.recs[:0]
+		rng := storetest.NewRand(t)
+		for range 200 {
+			f.recs = append(f.recs, storetest.NewProviderRecord(rng, storetest.RandomKey(rng), storetest.RandomPeer(rng), f.clock.Now().Add(time.Hour)))
+		}
+		f.addAll(f.clock.Now().Add(time.Hour))
+		f.wantExact()
+		f.clock.Advance(2 * time.Hour)
+		if n, err := f.s.Expire(ctx, f.clock.Now(), 0); err != nil || n != 200 {
+			t.Fatalf("round %d: Expire %d, %v; want 200", round, n, err)
+		}
+		pebblestore.WaitFilterBuilds(f.s)
+	}
+	if got := pebblestore.FilterKeys(f.s); got > 1000 {
+		t.Errorf("after 12 rounds of 200 keys added and expired, the filter is sized for %d keys", got)
+	}
+}

@@ -21,9 +21,11 @@ const (
 // Options configure a Store. The zero value of each field means its default;
 // EnsureDefaults fills them in. The defaults bound the store's memory to about
 // CacheSize + 2×MemTableSize (under 150 MiB) plus a few MiB of pebble
-// metadata, plus the key filter: 1.25 bytes a Kademlia key (at most 2.5
-// once it has grown), at least 1.25 MiB; about 12.5 MiB after opening a
-// store of 10 M records. Nothing else is kept in memory per record. Block cache and memtables are C memory (with cgo): under glibc,
+// metadata, plus the key filter: 1.25 bytes a record (2.5 once it has grown,
+// briefly 3.75 while it is rebuilt larger), at least 1.25 MiB; about
+// 12.5 MiB after opening a store of 10 M records; plus the providers of the
+// last 4 096 keys written (keyfilter.go), a few MiB at most. Nothing else is
+// kept in memory per record. Block cache and memtables are C memory (with cgo): under glibc,
 // run the program with MALLOC_ARENA_MAX=2 (the kadstore command applies the
 // same cap at start-up), or freed cache memory stays scattered over glibc's
 // per-thread arenas and RSS exceeds that bound by tens of MiB
@@ -55,7 +57,7 @@ type Options struct {
 	// process (kill -9, a panic, the OOM killer), because its write is in
 	// the operating system's page cache before the call returns; a machine
 	// crash or power loss may lose the writes the kernel had not yet written
-	// back (by default those of the last 30 s or so), and never damages the
+	// back (by default those of the last 30 to 35 s), and never damages the
 	// store. The default leaves out the fsync, which caps the write rate at
 	// the disk's fsync rate, because DHT records are soft state their
 	// publishers refresh (providers every 22 h). See durability.go.
@@ -109,10 +111,15 @@ func (o *Options) EnsureDefaults() {
 // pebbleOptions translates o (with defaults) into pebble's options.
 func (o *Options) pebbleOptions(lock *pebble.Lock) *pebble.Options {
 	po := &pebble.Options{
-		CacheSize:          o.CacheSize,
-		MemTableSize:       uint64(o.MemTableSize),
-		Comparer:           comparer,
-		FormatMajorVersion: pebble.FormatNewest,
+		CacheSize:    o.CacheSize,
+		MemTableSize: uint64(o.MemTableSize),
+		Comparer:     comparer,
+		// The newest format below FormatWALSyncChunks, whose log records
+		// claim the offset fsynced so far: without Sync the store skips
+		// the fsyncs (durability.go), and a power loss that wrote later
+		// pages of the log but not earlier ones would then read as
+		// corruption, not as a short log.
+		FormatMajorVersion: pebble.FormatColumnarBlocks,
 		ReadOnly:           o.ReadOnly,
 		Lock:               lock,
 		Logger:             pebbleLogger{o.Logger},

@@ -22,8 +22,10 @@ import (
 //     and the store's totals are atomics; MaxRecords is checked by reserving
 //     room in the total before the commit (released if the commit fails);
 //   - per-provider counts (c|), which cross shards: a txn that reads one
-//     holds provMu until its batch is applied, so writes serialise again
-//     while MaxRecordsPerProvider is set;
+//     holds provMu until its batch is applied (not until it is durable), so
+//     writes serialise their read-modify-write again while
+//     MaxRecordsPerProvider is set; recently written providers' counts are
+//     kept in memory, so that is mostly a lock, not a read;
 //   - the key filter, registered and replaced only with every shard held.
 const numShards = 4
 

@@ -146,6 +146,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		lock.Close()
 		return nil, err
 	}
+	if !opts.Sync && !opts.ReadOnly && db.FormatMajorVersion() >= pebble.FormatWALSyncChunks {
+		// See durability.go: such a log claims fsyncs that did not happen.
+		s.log.Warn("pebblestore: this store's format records fsynced log offsets (it was created by an earlier kadstore, or with a newer format): without Sync, a power loss can leave its newest log unreadable; open it with Sync, or export and import it into a new store",
+			"dir", dir, "format", db.FormatMajorVersion())
+	}
 	if !opts.ReadOnly {
 		lockShards(s.shards)
 		// Records are at least as many as keys: room for every key,

@@ -233,8 +233,8 @@ func (t *txn) readProvCount(p []byte, c *counter) error {
 
 // commit writes the overlays' changes into the batch and applies it, without
 // waiting for the log write (and, with Options.Sync, its fsync), so that the
-// caller can release s.wmu first and let the next batch share them; the
-// caller then calls wait, which returns once the write is durable.
+// caller can release its shards first and let the next batch share them;
+// the caller then calls wait, which returns once the write is durable.
 func (t *txn) commit() (wait func() error, err error) {
 	s := t.s
 	first := t.shards[0]
@@ -292,13 +292,18 @@ func (t *txn) commit() (wait func() error, err error) {
 	return wait, nil
 }
 
-// close releases the txn's iterator, batch and provMu; after commit with a
-// wait, only once wait has returned.
-func (t *txn) close() {
+// releaseProv releases s.provMu if the txn holds it.
+func (t *txn) releaseProv() {
 	if t.provLocked {
 		t.s.provMu.Unlock()
 		t.provLocked = false
 	}
+}
+
+// close releases the txn's iterator, batch and provMu; after commit with a
+// wait, only once wait has returned.
+func (t *txn) close() {
+	t.releaseProv()
 	var errs []error
 	if t.it != nil {
 		errs = append(errs, t.it.Close())

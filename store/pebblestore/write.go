@@ -331,6 +331,9 @@ func (s *Store) writeShards(shards []*shard, f func(t *txn) error) error {
 	} else {
 		s.nRecords.Add(-t.reserved)
 	}
+	// The batch is applied (visible): the next writer may read the counts
+	// and keys it changed, while this one waits for the log.
+	t.releaseProv()
 	unlockShards(shards)
 	if err == nil && wait != nil {
 		err = wait()
