@@ -6,6 +6,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -134,13 +135,18 @@ func (o *Options) pebbleOptions(lock *pebble.Lock) *pebble.Options {
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
-	// Zstd (level 1) for the last two levels, which hold nearly all the
-	// data, and pebble's fastest codec above them (its "Balanced" setting).
-	// Records are mostly random bytes (keys, peer IDs, digests): Snappy
-	// saved less than the 12 % pebble requires to keep a block compressed,
-	// while Zstd's entropy coding of the rest saved 8 % of the disk at 1 M
-	// records, for 5 % of the lookup rate (docs/BENCHMARKS.md).
-	po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionBalanced })
+	// Snappy on every level, pebble's default, written out: the format
+	// above (table format v5) takes no MinLZ, and pebble's mixed profiles
+	// that name it fall back to Snappy anyway. Records are mostly random
+	// bytes (keys, peer IDs, digests), so most blocks gain less than the
+	// 12 % pebble wants and are stored uncompressed. Zstd on the last level
+	// (sstable.ZstdCompression) took the disk at 1 M records from 1.32× to
+	// 1.20× the raw record bytes, at a cost to lookups that reads of
+	// compressed blocks bring; it was not measured on a quiet machine, so
+	// it is not the default (docs/BENCHMARKS.md).
+	for i := range po.Levels {
+		po.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.SnappyCompression }
+	}
 	// Pebble moves the values of all but the first key of a prefix to value
 	// blocks, assuming they are older MVCC versions. The providers of one
 	// key are not versions: Providers reads them all, so keep them in place.
