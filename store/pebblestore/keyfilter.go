@@ -134,9 +134,10 @@ func (s *Store) maybeGrowFilter() {
 			return
 		default:
 		}
-		// Sized from the records stored (at least as many as their keys):
-		// keys whose records all went are not carried over.
-		s.startFilterBuild(2 * s.nProviders.Load())
+		// Twice the keys added, but no more than twice the records stored
+		// (at least as many as their keys): under churn, keys whose
+		// records all went are not carried over.
+		s.startFilterBuild(2 * min(f.added.Load(), s.nProviders.Load()))
 	})
 }
 
