@@ -154,3 +154,12 @@ func CreateAtFormat(dir string, f pebble.FormatMajorVersion) error {
 	}
 	return db.Close()
 }
+
+// StartKeyFilter starts the key filter's build as a store's first commit
+// does.
+func StartKeyFilter(s *Store) {
+	sh := s.shards[0]
+	sh.wmu.Lock()
+	s.maybeGrowFilter()
+	sh.wmu.Unlock()
+}

@@ -23,8 +23,9 @@ import (
 //
 // The filter must never say "none" for a key that has records (that would
 // count a refresh as a new record, and let a key pass the per-key limit), so
-// it is only used once it is complete: Open starts building it in the
-// background from a scan of the provider records (keys only), and every new
+// it is only used once it is complete: the store's first commit starts
+// building it in the background from a scan of the provider records (keys
+// only), and every new
 // record's key is added to it (and to a filter being built) with the key's
 // shard held, before the record is committed. The build registers its filter
 // and opens its scan with every shard held, between commits, so a record is
@@ -115,15 +116,19 @@ func (s *Store) filterAdd(k *record.KadKey) {
 	}
 }
 
-// maybeGrowFilter starts replacing the filter in use when it is overfull.
-// The caller holds some shards; the build must be registered with every
-// shard held and no write uncommitted (its scan must see every record whose
-// key was added only to the old filter), so a goroutine does it. s.growing
-// stays set until the build ends, so that the commits meanwhile start none;
-// after a failed build it stays set, and the old filter stays in use.
+// maybeGrowFilter starts building the filter after the store's first
+// commit, and a larger one when the filter in use is overfull. (Not at Open:
+// a build reads every provider key, which more than doubled the time to a
+// reopened store's first answer at 10 M records, and a store opened only to
+// be read needs no filter.) The caller holds some shards; the build must be
+// registered with every shard held and no write uncommitted (its scan must
+// see every record whose key was added only to the old filter), so a
+// goroutine does it. s.growing stays set until the build ends, so that the
+// commits meanwhile start none; after a failed build it stays set, and the
+// old filter (if any) stays in use.
 func (s *Store) maybeGrowFilter() {
 	f := s.filter
-	if f == nil || !f.overfull() || !s.growing.CompareAndSwap(false, true) {
+	if f != nil && !f.overfull() || !s.growing.CompareAndSwap(false, true) {
 		return
 	}
 	s.bg.Go(func() {
@@ -133,6 +138,12 @@ func (s *Store) maybeGrowFilter() {
 		case <-s.stop:
 			return
 		default:
+		}
+		if f == nil {
+			// Records are at least as many as keys: room for every key,
+			// and for as many new ones as records share keys.
+			s.startFilterBuild(s.nProviders.Load())
+			return
 		}
 		// Twice the keys added, but no more than twice the records stored
 		// (at least as many as their keys): under churn, keys whose

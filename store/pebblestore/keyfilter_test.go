@@ -37,6 +37,7 @@ func (f *keyFilterFixture) open() {
 	}
 	f.s = s
 	f.t.Cleanup(func() { s.Close() })
+	pebblestore.StartKeyFilter(s)
 	pebblestore.WaitFilterBuilds(s)
 }
 
@@ -162,5 +163,34 @@ func TestKeyFilterBoundedUnderChurn(t *testing.T) {
 	}
 	if got := pebblestore.FilterKeys(f.s); got > 1000 {
 		t.Errorf("after 12 rounds of 200 keys added and expired, the filter is sized for %d keys", got)
+	}
+}
+
+// The filter is built after the first commit, not at Open: a store opened
+// only to be read builds none.
+func TestKeyFilterStartsAtFirstCommit(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(store.Options{Logger: slog.New(slog.DiscardHandler)})
+	for round := range 2 { // an empty store, then the same store reopened
+		s, err := pebblestore.Open(dir, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pebblestore.WaitFilterBuilds(s)
+		if pebblestore.FilterReady(s) {
+			t.Errorf("round %d: a key filter before any write", round)
+		}
+		rng := storetest.NewRand(t)
+		r := storetest.NewProviderRecord(rng, storetest.RandomKey(rng), storetest.RandomPeer(rng), time.Now().Add(time.Hour))
+		if err := s.AddProviders(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+		pebblestore.WaitFilterBuilds(s)
+		if !pebblestore.FilterReady(s) {
+			t.Errorf("round %d: no key filter after the first write", round)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

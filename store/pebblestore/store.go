@@ -151,13 +151,6 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.log.Warn("pebblestore: this store's format records fsynced log offsets (it was created by an earlier kadstore, or with a newer format): without Sync, a power loss can leave its newest log unreadable; open it with Sync, or export and import it into a new store",
 			"dir", dir, "format", db.FormatMajorVersion())
 	}
-	if !opts.ReadOnly {
-		lockShards(s.shards)
-		// Records are at least as many as keys: room for every key,
-		// and for as many new ones as records share keys.
-		s.startFilterBuild(s.nProviders.Load())
-		unlockShards(s.shards)
-	}
 	return s, nil
 }
 
