@@ -141,6 +141,16 @@ func (f *fixture) wantExpire(want int) {
 	}
 }
 
+// wantNoKeys checks that the key spaces with the given tags hold no keys.
+func (f *fixture) wantNoKeys(tags string) {
+	f.t.Helper()
+	for _, tag := range []byte(tags) {
+		if n := pebblestore.KeysIn(f.s, tag); n != 0 {
+			f.t.Errorf("%d keys left in %c|", n, tag)
+		}
+	}
+}
+
 // scanAll returns every live provider record and the corrupt ones skipped.
 func (f *fixture) scanAll(opts store.ScanOptions) ([]store.ProviderRecord, int) {
 	f.t.Helper()
@@ -248,11 +258,7 @@ func TestCorruptValue(t *testing.T) {
 	f.clock.Advance(2 * time.Hour)
 	f.wantExpire(1)
 	f.wantStats(0, 0)
-	for _, tag := range []byte("vegc") {
-		if n := pebblestore.KeysIn(f.s, tag); n != 0 {
-			t.Errorf("%d keys left in %c| after everything expired", n, tag)
-		}
-	}
+	f.wantNoKeys("vegc") // everything expired
 }
 
 // Replacing a corrupt record leaves its time-index entry behind (its expiry
@@ -315,11 +321,7 @@ func TestCorruptRecordReplaced(t *testing.T) {
 		f.clock.Advance(2 * time.Hour)
 		f.wantExpire(1)
 		f.wantStats(0, 0)
-		for _, tag := range []byte("peocg") {
-			if n := pebblestore.KeysIn(f.s, tag); n != 0 {
-				t.Errorf("%d keys left in %c| after everything expired", n, tag)
-			}
-		}
+		f.wantNoKeys("peocg") // everything expired
 	})
 }
 
@@ -405,11 +407,7 @@ func TestExpireVisitsOnlyDue(t *testing.T) {
 		t.Errorf("Expire read %d index entries in all, want 2030", n)
 	}
 	f.wantStats(0, 0)
-	for _, tag := range []byte("peo") {
-		if n := pebblestore.KeysIn(f.s, tag); n != 0 {
-			t.Errorf("%d keys left in %c|", n, tag)
-		}
-	}
+	f.wantNoKeys("peo")
 }
 
 // Per-provider counts are built from the peer index when

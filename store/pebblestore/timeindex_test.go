@@ -42,11 +42,7 @@ func TestExpireProvidersSharingEntries(t *testing.T) {
 	f.clock.Advance(4 * time.Hour)
 	f.wantExpire(1)
 	f.wantStats(0, 0)
-	for _, tag := range []byte("peo") {
-		if n := pebblestore.KeysIn(f.s, tag); n != 0 {
-			t.Errorf("%d keys left in %c| after everything expired", n, tag)
-		}
-	}
+	f.wantNoKeys("peo") // everything expired
 }
 
 // A refresh leaves the entry of the old expiry, which Expire drops without
