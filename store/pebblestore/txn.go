@@ -288,7 +288,11 @@ func (t *txn) commit() (wait func() error, err error) {
 	s.nProviders.Add(t.dProv)
 	s.nValues.Add(t.dVal)
 	s.nRecords.Add(t.dProv + t.dVal - t.reserved)
-	s.maybeGrowFilter()
+	if len(t.keys) > 0 {
+		// Only writes of provider records use the filter; Expire, which
+		// holds no key states, does not start its build.
+		s.maybeGrowFilter()
+	}
 	return wait, nil
 }
 
