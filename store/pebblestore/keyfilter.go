@@ -228,12 +228,13 @@ func (r *recentKeys) get(k *record.KadKey) ([]provState, bool) {
 	return provs, ok
 }
 
+// put remembers provs for k and takes ownership of the slice: the caller
+// must not change it afterwards (get's callers copy what they change).
 func (r *recentKeys) put(k *record.KadKey, provs []provState) {
 	if r.m == nil {
 		r.m = make(map[record.KadKey][]provState, recentKeysCap)
 		r.ring = make([]record.KadKey, 0, recentKeysCap)
 	}
-	provs = append([]provState(nil), provs...)
 	if _, ok := r.m[*k]; ok {
 		r.m[*k] = provs
 		return

@@ -327,8 +327,8 @@ func (s *Store) migrateV1() error {
 		return fmt.Errorf("pebblestore: %w", err)
 	}
 	defer it.Close()
-	b := s.db.NewBatch()
-	defer func() { b.Close() }()
+	w := s.newBatchWriter()
+	defer w.close()
 	var kbuf []byte
 	n := 0
 	for it.First(); it.Valid(); it.Next() {
@@ -336,24 +336,21 @@ func (s *Store) migrateV1() error {
 		if !ok {
 			continue // a value's entry, the same in both versions
 		}
-		b.Delete(it.Key(), nil)
+		w.b.Delete(it.Key(), nil)
 		kbuf = expiryKey(kbuf[:0], ms, kindProvider, &k)
-		b.Set(kbuf, nil, nil)
-		if n++; b.Len() > 4<<20 {
-			if err := b.Commit(pebble.Sync); err != nil {
-				return fmt.Errorf("pebblestore: %w", err)
-			}
-			b.Close()
-			b = s.db.NewBatch()
+		w.b.Set(kbuf, nil, nil)
+		n++
+		if err := w.commitIfFull(); err != nil {
+			return err
 		}
 	}
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("pebblestore: %w", err)
 	}
-	b.DeleteRange([]byte{tagGuard}, tagEnd(tagGuard), nil)
-	b.Set(metaVersion, []byte{layoutVersion}, nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("pebblestore: %w", err)
+	w.b.DeleteRange([]byte{tagGuard}, tagEnd(tagGuard), nil)
+	w.b.Set(metaVersion, []byte{layoutVersion}, nil)
+	if err := w.commit(); err != nil {
+		return err
 	}
 	s.log.Info("pebblestore: time index converted", "entries", n)
 	return nil
@@ -376,6 +373,39 @@ func (s *Store) markedPeers() ([]peer.ID, error) {
 	return out, it.Error()
 }
 
+// batchWriter writes a long run of changes in batches of about 4 MiB, for
+// Open's one-pass jobs (rebuild, migrateV1): a crash between two batches
+// makes the next Open do the job again.
+type batchWriter struct {
+	db *pebble.DB
+	b  *pebble.Batch
+}
+
+func (s *Store) newBatchWriter() *batchWriter {
+	return &batchWriter{db: s.db, b: s.db.NewBatch()}
+}
+
+// commit commits the batch and starts the next.
+func (w *batchWriter) commit() error {
+	err := w.b.Commit(pebble.Sync)
+	w.b.Close()
+	w.b = w.db.NewBatch()
+	if err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	return nil
+}
+
+// commitIfFull commits the batch once it holds 4 MiB.
+func (w *batchWriter) commitIfFull() error {
+	if w.b.Len() > 4<<20 {
+		return w.commit()
+	}
+	return nil
+}
+
+func (w *batchWriter) close() { w.b.Close() }
+
 // rebuildFlushAt is the number of providers whose counts rebuild gathers in
 // memory before adding them to the stored counts, so that its memory stays
 // bounded whatever the number of providers.
@@ -391,23 +421,11 @@ func (s *Store) rebuild(build []peer.ID, all, counts bool) error {
 		return fmt.Errorf("pebblestore: %w", err)
 	}
 	defer it.Close()
-	b := s.db.NewBatch()
-	defer func() { b.Close() }()
-	commit := func(sync bool) error {
-		opts := pebble.NoSync
-		if sync {
-			opts = pebble.Sync
-		}
-		if err := b.Commit(opts); err != nil {
-			return fmt.Errorf("pebblestore: %w", err)
-		}
-		b.Close()
-		b = s.db.NewBatch()
-		return nil
-	}
+	w := s.newBatchWriter()
+	defer w.close()
 	if counts {
-		b.DeleteRange([]byte{tagCount}, tagEnd(tagCount), nil)
-		if err := commit(false); err != nil {
+		w.b.DeleteRange([]byte{tagCount}, tagEnd(tagCount), nil)
+		if err := w.commit(); err != nil {
 			return err
 		}
 	}
@@ -420,16 +438,16 @@ func (s *Store) rebuild(build []peer.ID, all, counts bool) error {
 				return err
 			}
 			if v != nil {
-				have, w := binary.Uvarint(v)
-				if w <= 0 {
+				have, size := binary.Uvarint(v)
+				if size <= 0 {
 					return fmt.Errorf("%w: provider count of %d bytes", store.ErrCorrupt, len(v))
 				}
 				n += int64(have)
 			}
-			b.Set(key, binary.AppendUvarint(nil, uint64(n)), nil)
+			w.b.Set(key, binary.AppendUvarint(nil, uint64(n)), nil)
 		}
 		clear(pending)
-		return commit(false)
+		return w.commit()
 	}
 	var kbuf []byte
 	for it.First(); it.Valid(); it.Next() {
@@ -439,7 +457,7 @@ func (s *Store) rebuild(build []peer.ID, all, counts bool) error {
 		}
 		if all || slices.Contains(build, peer.ID(p)) {
 			kbuf = peerKey(kbuf[:0], peer.ID(p), &k)
-			b.Set(kbuf, nil, nil)
+			w.b.Set(kbuf, nil, nil)
 		}
 		if counts {
 			pending[string(p)]++
@@ -449,10 +467,8 @@ func (s *Store) rebuild(build []peer.ID, all, counts bool) error {
 				}
 			}
 		}
-		if b.Len() > 4<<20 {
-			if err := commit(false); err != nil {
-				return err
-			}
+		if err := w.commitIfFull(); err != nil {
+			return err
 		}
 	}
 	if err := it.Error(); err != nil {
@@ -462,15 +478,15 @@ func (s *Store) rebuild(build []peer.ID, all, counts bool) error {
 		if err := addCounts(); err != nil {
 			return err
 		}
-		b.Set(metaPerProvider, nil, nil)
+		w.b.Set(metaPerProvider, nil, nil)
 	}
 	for _, p := range build {
-		b.Set(append(bytes.Clone(metaIndexed), p...), nil, nil)
+		w.b.Set(append(bytes.Clone(metaIndexed), p...), nil, nil)
 	}
 	if all {
-		b.Set(metaIndexedAll, nil, nil)
+		w.b.Set(metaIndexedAll, nil, nil)
 	}
-	return commit(true)
+	return w.commit()
 }
 
 // get returns a copy of the value of key, or nil if it is absent.
