@@ -58,6 +58,16 @@
 // Corruption. A stored record whose bytes no longer decode is reported (logged,
 // and counted in Page.Skipped for scans) and skipped; it never hides the other
 // records. GetValue of a corrupt record returns an error matching ErrCorrupt.
+// Damage a backend finds below the record level (an sstable block whose
+// checksum fails) is the same: Providers and GetValue of a key it covers
+// return ErrCorrupt, scans skip what they cannot read and count it in
+// Page.Skipped, and every other record is served. No method panics for what
+// it finds on disk.
+//
+// Faults. A backend whose storage is damaged, full or failed says so through
+// Health (HealthReporter), which the node shows in /healthz, /v1/stats and
+// its metrics. Writes refused for want of disk space return ErrNoSpace;
+// writes to storage that failed or cannot be reached return ErrUnavailable.
 //
 // Backends live in the sub-packages memstore, pebblestore and pgstore; the
 // storetest package is the conformance suite they all pass.

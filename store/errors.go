@@ -8,8 +8,25 @@ var (
 	ErrNotFound = errors.New("store: not found")
 	// ErrClosed is returned by every method called after Close.
 	ErrClosed = errors.New("store: closed")
-	// ErrCorrupt is returned (wrapped) for stored bytes that no longer decode.
+	// ErrCorrupt is returned (wrapped) for stored bytes that no longer decode,
+	// or that the backend cannot read back because its files are damaged
+	// (a checksum mismatch). Only the records that cannot be read are lost;
+	// the store keeps serving the others.
 	ErrCorrupt = errors.New("store: corrupt record")
+)
+
+// Storage errors: the store cannot take the call now, for a reason outside
+// the call. Nothing was written; the same call may succeed later.
+var (
+	// ErrNoSpace is returned by writes while the store's disk has less free
+	// space than the backend keeps in reserve. Reads are still served, and
+	// writes are taken again, without a restart, once space is freed.
+	ErrNoSpace = errors.New("store: not enough free disk space")
+	// ErrUnavailable is returned when the storage failed or cannot be
+	// reached: a database server that went away, or an embedded database
+	// that stopped taking writes after an I/O error it cannot recover from
+	// (the error it wraps says which; Health reports it).
+	ErrUnavailable = errors.New("store: storage unavailable")
 )
 
 // Input errors: the record or the request is malformed. Nothing is stored.
