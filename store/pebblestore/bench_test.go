@@ -167,7 +167,7 @@ func BenchmarkAddProviders(b *testing.B) {
 	b.Run("Raw1000", func(b *testing.B) {
 		o := Options{}
 		o.EnsureDefaults()
-		db, err := pebble.Open(b.TempDir(), o.pebbleOptions(nil))
+		db, err := pebble.Open(b.TempDir(), o.pebbleOptions(nil, newFaults(o.Logger)))
 		if err != nil {
 			b.Fatal(err)
 		}

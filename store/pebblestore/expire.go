@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/kadstore/kadstore/record"
+	"github.com/kadstore/kadstore/store"
 )
 
 // expireChunk is how many time-index entries Expire handles per batch. Each
@@ -37,11 +38,12 @@ const expireChunk = 1024
 // reads of a chunk move forward through the provider records. An entry that
 // names more records than the limit leaves room for is kept for the next
 // call, with the records not yet removed.
-func (s *Store) Expire(ctx context.Context, now time.Time, limit int) (int, error) {
-	if err := s.acquireWrite(ctx); err != nil {
+func (s *Store) Expire(ctx context.Context, now time.Time, limit int) (removed int, err error) {
+	if err := s.acquireWrite(ctx, false); err != nil {
 		return 0, err
 	}
 	defer s.release()
+	defer s.recoverFatal(&err, true)
 	if limit <= 0 {
 		limit = math.MaxInt
 	}
@@ -53,7 +55,6 @@ func (s *Store) Expire(ctx context.Context, now time.Time, limit int) (int, erro
 	if farMs < math.MaxInt64 {
 		ranges = append(ranges, [2][]byte{expiryBound(nil, farMs+1), tagEnd(tagExpiry)})
 	}
-	removed := 0
 	for _, rg := range ranges {
 		lower := rg[0]
 		for removed < limit {
@@ -63,6 +64,9 @@ func (s *Store) Expire(ctx context.Context, now time.Time, limit int) (int, erro
 			n, next, err := s.expireChunk(lower, rg[1], min(expireChunk, limit-removed))
 			removed += n
 			if err != nil {
+				if pebble.IsCorruptionError(err) && !errors.Is(err, store.ErrCorrupt) {
+					err = s.faults.corruptRead("expire", err)
+				}
 				return removed, err
 			}
 			if next == nil {

@@ -1,7 +1,9 @@
 package pebblestore
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -143,7 +145,7 @@ func (s *Store) countKeys(lower, upper []byte) (int64, error) {
 func CreateAtFormat(dir string, f pebble.FormatMajorVersion) error {
 	o := Options{}
 	o.EnsureDefaults()
-	po := o.pebbleOptions(nil)
+	po := o.pebbleOptions(nil, newFaults(o.Logger))
 	po.FormatMajorVersion = f
 	db, err := pebble.Open(dir, po)
 	if err != nil {
@@ -162,4 +164,14 @@ func StartKeyFilter(s *Store) {
 	sh.wmu.Lock()
 	s.maybeGrowFilter()
 	sh.wmu.Unlock()
+}
+
+// SetSpaceRecheck sets how often a refused write reads the free space again
+// (100 ms by default), so that tests need not wait.
+func SetSpaceRecheck(s *Store, d time.Duration) { s.space.recheck = d }
+
+// CompactAll compacts the whole key space, as pebble's background
+// compactions would, returning their error.
+func CompactAll(s *Store) error {
+	return s.db.Compact(context.Background(), []byte{0}, []byte{0xff}, false)
 }

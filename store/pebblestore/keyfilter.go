@@ -166,7 +166,7 @@ func (s *Store) startFilterBuild(keys int64) {
 	}
 	s.filterNext = f
 	s.bg.Go(func() {
-		err := s.buildFilter(f, it)
+		err := s.buildFilterSafely(f, it)
 		lockShards(s.shards)
 		defer unlockShards(s.shards)
 		s.filterNext = nil
@@ -182,6 +182,13 @@ func (s *Store) startFilterBuild(keys int64) {
 		s.filter = f
 		s.growing.Store(false)
 	})
+}
+
+// buildFilterSafely is buildFilter, with a panic in pebble (faults.go)
+// returned as an error.
+func (s *Store) buildFilterSafely(f *keyFilter, it *pebble.Iterator) (err error) {
+	defer s.recoverFatal(&err, false)
+	return s.buildFilter(f, it)
 }
 
 // buildFilter adds the key of every provider record it to f.

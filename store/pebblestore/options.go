@@ -1,8 +1,10 @@
 package pebblestore
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -64,6 +66,14 @@ type Options struct {
 	// publishers refresh (providers every 22 h). See durability.go.
 	Sync bool
 
+	// MinFreeSpace is the free disk space, in bytes, the store keeps in
+	// reserve: writes that add records return store.ErrNoSpace while the
+	// disk has less than this plus what flushing the write-ahead log needs,
+	// and are taken again once space is freed (space.go). Default 0 means
+	// 1 % of the filesystem, at least 16 MiB and at most 1 GiB; a negative
+	// value turns the check off.
+	MinFreeSpace int64
+
 	// FS is the filesystem the store lives on. Default the operating
 	// system's (vfs.Default); tests give pebble's in-memory filesystems,
 	// among them vfs.NewCrashableMem, which can drop unsynced writes.
@@ -110,7 +120,7 @@ func (o *Options) EnsureDefaults() {
 }
 
 // pebbleOptions translates o (with defaults) into pebble's options.
-func (o *Options) pebbleOptions(lock *pebble.Lock) *pebble.Options {
+func (o *Options) pebbleOptions(lock *pebble.Lock, f *faults) *pebble.Options {
 	po := &pebble.Options{
 		CacheSize:    o.CacheSize,
 		MemTableSize: uint64(o.MemTableSize),
@@ -123,7 +133,8 @@ func (o *Options) pebbleOptions(lock *pebble.Lock) *pebble.Options {
 		FormatMajorVersion: pebble.FormatColumnarBlocks,
 		ReadOnly:           o.ReadOnly,
 		Lock:               lock,
-		Logger:             pebbleLogger{o.Logger},
+		Logger:             pebbleLogger{o.Logger, f},
+		EventListener:      f.eventListener(),
 		FS:                 o.FS,
 	}
 	if !o.Sync {
@@ -158,8 +169,12 @@ func (o *Options) pebbleOptions(lock *pebble.Lock) *pebble.Options {
 }
 
 // pebbleLogger sends pebble's messages to the store's slog logger: pebble's
-// routine reports at debug level, its errors at error level.
-type pebbleLogger struct{ log *slog.Logger }
+// routine reports at debug level, its errors at error level. Its Fatalf
+// fails the store (faults.go).
+type pebbleLogger struct {
+	log *slog.Logger
+	f   *faults
+}
 
 func (l pebbleLogger) Infof(format string, args ...any) {
 	l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
@@ -170,9 +185,16 @@ func (l pebbleLogger) Errorf(format string, args ...any) {
 }
 
 // Fatalf reports an error pebble cannot continue after. Pebble's own logger
-// exits the process; a library must not, so it panics instead.
+// exits the process; a library must not. It marks the store failed, then
+// stops the goroutine that called it: a call of the store recovers the
+// panic and returns it as its error; one of pebble's background goroutines
+// exits, leaving the process and the reads running.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	l.log.Error(msg, "component", "pebble", "fatal", true)
-	panic("pebblestore: " + msg)
+	err := errors.New(fmt.Sprintf(format, args...))
+	l.log.Error("pebblestore: fatal error in pebble; the store takes no more writes until it is reopened", "error", err, "component", "pebble")
+	l.f.fail(err)
+	if inStoreCall() {
+		panic(fatalPanic{err})
+	}
+	runtime.Goexit()
 }

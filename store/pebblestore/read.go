@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/big"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -33,11 +34,12 @@ const filterBudget = 1 << 16
 const ctxCheckEvery = 1024
 
 // GetValue returns the live record with the key, or ErrNotFound.
-func (s *Store) GetValue(ctx context.Context, key []byte) (store.ValueRecord, error) {
+func (s *Store) GetValue(ctx context.Context, key []byte) (_ store.ValueRecord, err error) {
 	if err := s.acquire(ctx); err != nil {
 		return store.ValueRecord{}, err
 	}
 	defer s.release()
+	defer s.recoverFatal(&err, false)
 	if err := s.limits.CheckKey(key); err != nil {
 		return store.ValueRecord{}, err
 	}
@@ -48,7 +50,7 @@ func (s *Store) GetValue(ctx context.Context, key []byte) (store.ValueRecord, er
 		return store.ValueRecord{}, store.ErrNotFound
 	}
 	if err != nil {
-		return store.ValueRecord{}, fmt.Errorf("pebblestore: %w", err)
+		return store.ValueRecord{}, s.readErr("value "+k.String(), err)
 	}
 	defer closer.Close()
 	r, _, err := decodeValue(nil, v)
@@ -64,11 +66,12 @@ func (s *Store) GetValue(ctx context.Context, key []byte) (store.ValueRecord, er
 
 // Providers returns at most limit live providers of key, in provider ID
 // order: one prefix seek.
-func (s *Store) Providers(ctx context.Context, key []byte, limit int) ([]store.ProviderRecord, error) {
+func (s *Store) Providers(ctx context.Context, key []byte, limit int) (_ []store.ProviderRecord, err error) {
 	if err := s.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer s.release()
+	defer s.recoverFatal(&err, false)
 	if err := s.limits.CheckKey(key); err != nil {
 		return nil, err
 	}
@@ -93,7 +96,7 @@ func (s *Store) Providers(ctx context.Context, key []byte, limit int) ([]store.P
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return nil, fmt.Errorf("pebblestore: %w", err)
+			return nil, s.readErr("providers of "+k.String(), err)
 		}
 		r, err := decodeProviderFast(s.addrs, p, v)
 		if err != nil {
@@ -105,7 +108,7 @@ func (s *Store) Providers(ctx context.Context, key []byte, limit int) ([]store.P
 		}
 	}
 	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("pebblestore: %w", err)
+		return nil, s.readErr("providers of "+k.String(), err)
 	}
 	return out, nil
 }
@@ -122,21 +125,20 @@ func (s *Store) corrupt(kind store.Kind, key []byte, err error) {
 // index (o|) instead, which is in Kademlia key order too, and reads each
 // record with a seek that only moves forward: it costs what the peer has,
 // not what the store has. Other peer-restricted scans filter the range.
-func (s *Store) Scan(ctx context.Context, opts store.ScanOptions) (store.Page, error) {
+func (s *Store) Scan(ctx context.Context, opts store.ScanOptions) (_ store.Page, err error) {
 	if err := s.acquire(ctx); err != nil {
 		return store.Page{}, err
 	}
 	defer s.release()
+	defer s.recoverFatal(&err, false)
 	opts, after, err := store.CheckScan(opts)
 	if err != nil {
 		return store.Page{}, err
 	}
 	w := &scanWalk{s: s, ctx: ctx, opts: opts, now: s.now(), budget: opts.Limit + scanSkipBudget}
-	switch {
-	case opts.Kind == store.Providers && opts.Peer != "" && s.isIndexed(opts.Peer):
-		err = w.peerProviders(after)
-	default:
-		err = w.records(after)
+	err = w.walk(after)
+	if err != nil && pebble.IsCorruptionError(err) {
+		err = w.skipDamage(after, err)
 	}
 	if err != nil {
 		return store.Page{}, err
@@ -145,6 +147,96 @@ func (s *Store) Scan(ctx context.Context, opts store.ScanOptions) (store.Page, e
 		w.page.Next = store.NewCursor(opts.Kind, w.last)
 	}
 	return w.page, nil
+}
+
+// walk fills the page from after.
+func (w *scanWalk) walk(after *store.Position) error {
+	if w.opts.Kind == store.Providers && w.opts.Peer != "" && w.s.isIndexed(w.opts.Peer) {
+		return w.peerProviders(after)
+	}
+	return w.records(after)
+}
+
+// skipDamage ends a page whose walk met damaged data (err) after the
+// records it has: it finds a Kademlia key after the last entry read from
+// which the same scan reads again (trying keys at distances that double,
+// then bisecting), and sets the page's cursor just before it. The records
+// in between cannot be read; they count as one in Page.Skipped, the read
+// counts in Health, and the damaged file was logged when pebble met it.
+func (w *scanWalk) skipDamage(after *store.Position, damage error) error {
+	from := w.opts.Region.Start()
+	if after != nil {
+		from = after.Key
+	}
+	if w.examined > 0 || w.filtered > 0 {
+		from = w.last.Key
+	}
+	w.page.Skipped++
+	w.s.log.Warn("pebblestore: scan skips a damaged key range", "kind", w.opts.Kind.String(), "from", from.String(), "error", damage)
+	w.s.faults.corruptRead("scan", damage)
+
+	base := new(big.Int).SetBytes(from[:])
+	limit := new(big.Int).Lsh(big.NewInt(1), 256)
+	if end, ok := w.opts.Region.End(); ok {
+		limit.SetBytes(end[:])
+	}
+	// readsAt reports whether the scan reads again from base+d.
+	readsAt := func(d *big.Int) (bool, error) {
+		var k record.KadKey
+		new(big.Int).Sub(new(big.Int).Add(base, d), big.NewInt(1)).FillBytes(k[:])
+		resume := store.Position{Key: k}
+		probe := &scanWalk{s: w.s, ctx: w.ctx, opts: w.opts, now: w.now, budget: 1}
+		probe.opts.Limit = 1
+		switch perr := probe.walk(&resume); {
+		case perr == nil:
+			return true, nil
+		case pebble.IsCorruptionError(perr):
+			return false, nil
+		default:
+			return false, perr
+		}
+	}
+	lo, hi := big.NewInt(0), (*big.Int)(nil)
+	for shift := uint(256 - 24); shift < 256; shift++ {
+		d := new(big.Int).Lsh(big.NewInt(1), shift)
+		if new(big.Int).Add(base, d).Cmp(limit) >= 0 {
+			break
+		}
+		ok, perr := readsAt(d)
+		if perr != nil {
+			return perr
+		}
+		if ok {
+			hi = d
+			break
+		}
+		lo = d
+	}
+	if hi == nil {
+		// Damaged to the end of the scan's range: the page is the last.
+		w.more = false
+		return nil
+	}
+	// Narrow the skipped range, so that few readable records go with it.
+	for range 16 {
+		mid := new(big.Int).Rsh(new(big.Int).Add(lo, hi), 1)
+		if mid.Cmp(lo) == 0 {
+			break
+		}
+		ok, perr := readsAt(mid)
+		if perr != nil {
+			return perr
+		}
+		if ok {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	var k record.KadKey
+	new(big.Int).Sub(new(big.Int).Add(base, hi), big.NewInt(1)).FillBytes(k[:])
+	w.last, w.more = store.Position{Key: k}, true
+	return nil
 }
 
 // scanWalk is the state of one Scan page.

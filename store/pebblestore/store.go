@@ -92,13 +92,22 @@ type Store struct {
 	// bg runs the background work (filter builds); stop tells it to end.
 	bg   sync.WaitGroup
 	stop chan struct{}
+
+	// faults records damage and failures (faults.go); space refuses
+	// writes when the disk is nearly full (space.go).
+	faults *faults
+	space  *spaceGuard
 }
 
 var _ store.Store = (*Store)(nil)
 
 // Open opens the store in dir, creating the directory and the database if
-// they do not exist. It fails with ErrLocked if another Store has dir open.
-func Open(dir string, opts Options) (*Store, error) {
+// they do not exist. It fails with ErrLocked if another Store has dir open,
+// and with an error saying why for a database it cannot read (a damaged
+// MANIFEST, OPTIONS file or older write-ahead log); it never panics. Damage
+// in the newest write-ahead log does not stop it: the writes after the
+// damage are lost, and the log and Health say how many.
+func Open(dir string, opts Options) (_ *Store, err error) {
 	opts.EnsureDefaults()
 	for _, p := range opts.IndexedPeers {
 		if err := store.CheckPeer(p); err != nil {
@@ -119,7 +128,16 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("%w: %s: %w", ErrLocked, dir, err)
 	}
-	db, err := pebble.Open(dir, opts.pebbleOptions(lock))
+	f := newFaults(opts.Logger)
+	var walDamaged *walDamage
+	if !opts.ReadOnly {
+		walDamaged, err = checkWAL(opts.FS, dir)
+		if err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("pebblestore: reading the write-ahead log: %w", err)
+		}
+	}
+	db, err := openPebble(dir, opts.pebbleOptions(lock, f))
 	if err != nil {
 		lock.Close()
 		if errors.Is(err, pebble.ErrDBDoesNotExist) {
@@ -140,7 +158,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		indexed:   make(map[peer.ID]bool),
 		addrs:     newAddrCache(),
 		stop:      make(chan struct{}),
+		faults:    f,
 	}
+	s.space = newSpaceGuard(opts.FS, dir, opts.MinFreeSpace, f, func() int64 { return int64(db.Metrics().WAL.Size) })
+	if walDamaged != nil {
+		f.wal = walDamaged.String()
+		f.lostLog.Store(walDamaged.lostWrites)
+		s.log.Error("pebblestore: "+walDamaged.String()+"; the store opened without them", "dir", dir)
+	}
+	defer s.recoverFatal(&err, true)
 	if err := s.load(); err != nil {
 		db.Close()
 		lock.Close()
@@ -152,6 +178,21 @@ func Open(dir string, opts Options) (*Store, error) {
 			"dir", dir, "format", db.FormatMajorVersion())
 	}
 	return s, nil
+}
+
+// openPebble opens pebble, returning a fatal error it meets (a MANIFEST it
+// cannot write) as an error.
+func openPebble(dir string, po *pebble.Options) (db *pebble.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fp, ok := r.(fatalPanic)
+			if !ok {
+				panic(r)
+			}
+			err = fp.err
+		}
+	}()
+	return pebble.Open(dir, po)
 }
 
 // load checks the layout version and reads the counters, and builds or drops
@@ -527,16 +568,24 @@ func (s *Store) acquire(ctx context.Context) error {
 
 func (s *Store) release() { s.closeMu.RUnlock() }
 
-// acquireWrite is acquire for calls that write.
-func (s *Store) acquireWrite(ctx context.Context) error {
+// acquireWrite is acquire for calls that write. A call that adds records
+// (grows) is refused while the disk is nearly full (space.go); every write
+// is refused once the store failed (faults.go).
+func (s *Store) acquireWrite(ctx context.Context, grows bool) error {
 	if err := s.acquire(ctx); err != nil {
 		return err
 	}
-	if s.opts.ReadOnly {
-		s.release()
-		return ErrReadOnly
+	err := s.faults.checkWritable()
+	switch {
+	case s.opts.ReadOnly:
+		err = ErrReadOnly
+	case err == nil && grows:
+		err = s.space.check()
 	}
-	return nil
+	if err != nil {
+		s.release()
+	}
+	return err
 }
 
 // Stats returns the record counts, kept up to date by every write, and the
@@ -572,7 +621,7 @@ func (s *Store) Metrics() *pebble.Metrics {
 // pebble keeps for reuse (up to three files the size of a memtable): after
 // the flush only the newest log can hold data, so a closed store's
 // directory holds its records and little else.
-func (s *Store) Close() error {
+func (s *Store) Close() (err error) {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.closed {
@@ -581,8 +630,10 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.stop)
 	s.bg.Wait()
+	defer s.recoverFatal(&err, true)
 	var errs []error
-	if !s.opts.ReadOnly {
+	// A failed store (faults.go) cannot flush: its log writer stopped.
+	if !s.opts.ReadOnly && s.faults.failure() == nil {
 		if err := s.db.Flush(); err != nil {
 			errs = append(errs, err)
 		}

@@ -260,7 +260,7 @@ func (t *txn) commit() (wait func() error, err error) {
 	// caller can release the shards first and let the next batch join it.
 	// Without Options.Sync the "sync" is the log's write to the page cache
 	// (see durability.go).
-	err = s.db.ApplyNoSyncWait(t.b, pebble.Sync)
+	err = s.apply(t.b)
 	wait = t.b.SyncWait
 	if err != nil {
 		s.nRecords.Add(-t.reserved)
@@ -270,8 +270,9 @@ func (t *txn) commit() (wait func() error, err error) {
 		for p := range t.provCounts {
 			delete(s.provCache, p)
 		}
-		return nil, fmt.Errorf("pebblestore: commit: %w", err)
+		return nil, err
 	}
+	s.space.wrote(len(t.b.Repr()))
 	if t.provLocked {
 		if len(s.provCache)+len(t.provCounts) > provCacheCap {
 			clear(s.provCache)
@@ -294,6 +295,25 @@ func (t *txn) commit() (wait func() error, err error) {
 		s.maybeGrowFilter()
 	}
 	return wait, nil
+}
+
+// apply applies b without waiting for its log write (txn.commit), turning
+// a failure or a fatal error of pebble into the error of the write.
+func (s *Store) apply(b *pebble.Batch) (err error) {
+	defer s.recoverFatal(&err, true)
+	if err := s.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		return s.writeErr(err)
+	}
+	return nil
+}
+
+// syncWait waits for the log write of a batch apply applied.
+func (s *Store) syncWait(wait func() error) (err error) {
+	defer s.recoverFatal(&err, true)
+	if err := wait(); err != nil {
+		return s.writeErr(err)
+	}
+	return nil
 }
 
 // releaseProv releases s.provMu if the txn holds it.

@@ -40,7 +40,7 @@ type addRequest struct {
 // different shards commit in parallel. A call spanning shards holds them all
 // and commits alone.
 func (s *Store) AddProviders(ctx context.Context, recs ...store.ProviderRecord) error {
-	if err := s.acquireWrite(ctx); err != nil {
+	if err := s.acquireWrite(ctx, true); err != nil {
 		return err
 	}
 	defer s.release()
@@ -213,7 +213,7 @@ func (t *txn) addProviders(recs []store.ProviderRecord, kks []record.KadKey) err
 
 // RemoveProvider removes the record of provider p for key, if any.
 func (s *Store) RemoveProvider(ctx context.Context, key []byte, p peer.ID) error {
-	if err := s.acquireWrite(ctx); err != nil {
+	if err := s.acquireWrite(ctx, false); err != nil {
 		return err
 	}
 	defer s.release()
@@ -239,7 +239,7 @@ func (s *Store) RemoveProvider(ctx context.Context, key []byte, p peer.ID) error
 
 // PutValue stores r, replacing any record with the same key.
 func (s *Store) PutValue(ctx context.Context, r store.ValueRecord) error {
-	if err := s.acquireWrite(ctx); err != nil {
+	if err := s.acquireWrite(ctx, true); err != nil {
 		return err
 	}
 	defer s.release()
@@ -275,7 +275,7 @@ func (s *Store) PutValue(ctx context.Context, r store.ValueRecord) error {
 
 // DeleteValue removes the record with the key, if any.
 func (s *Store) DeleteValue(ctx context.Context, key []byte) error {
-	if err := s.acquireWrite(ctx); err != nil {
+	if err := s.acquireWrite(ctx, false); err != nil {
 		return err
 	}
 	defer s.release()
@@ -318,13 +318,24 @@ func (s *Store) write(k *record.KadKey, f func(t *txn) error) error {
 	return s.writeShards([]*shard{s.shardOf(k)}, f)
 }
 
+// runTxn runs f on t, returning damage it read as store.ErrCorrupt and a
+// panic in pebble as an error (faults.go).
+func (s *Store) runTxn(t *txn, f func(t *txn) error) (err error) {
+	defer s.recoverFatal(&err, false)
+	err = f(t)
+	if err != nil && pebble.IsCorruptionError(err) && !errors.Is(err, store.ErrCorrupt) {
+		err = s.faults.corruptRead("write", err)
+	}
+	return err
+}
+
 // writeShards runs f on a new txn holding the shards (in shard order), and
 // commits what it wrote, unless f fails. The shards are released once pebble
 // has applied the batch; the call returns once the batch is durable.
 func (s *Store) writeShards(shards []*shard, f func(t *txn) error) error {
 	lockShards(shards)
 	t := s.newTxn(shards)
-	err := f(t)
+	err := s.runTxn(t, f)
 	var wait func() error
 	if err == nil {
 		wait, err = t.commit()
@@ -336,7 +347,7 @@ func (s *Store) writeShards(shards []*shard, f func(t *txn) error) error {
 	t.releaseProv()
 	unlockShards(shards)
 	if err == nil && wait != nil {
-		err = wait()
+		err = s.syncWait(wait)
 	}
 	t.close()
 	return err
