@@ -38,6 +38,7 @@ var commands = []command{
 	provideCommand,
 	findProvidersCommand,
 	statsCommand,
+	checkCommand,
 	lsCommand,
 	getCommand,
 	exportCommand,

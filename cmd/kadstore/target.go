@@ -21,6 +21,10 @@ import (
 	"github.com/kadstore/kadstore/store/pebblestore"
 )
 
+// defaultDataDir is the data directory of the node and the tools when
+// --data is not given.
+const defaultDataDir = "./kadstore-data"
+
 // target is where the inspection tools read: a running node's API (--api) or
 // a data directory that no node holds (--data).
 type target struct {
@@ -48,7 +52,7 @@ func (t *target) baseURL() string {
 func (t *target) openStore(readOnly bool) (store.Store, error) {
 	dir := t.data
 	if dir == "" {
-		dir = "./kadstore-data"
+		dir = defaultDataDir
 	}
 	sdir := filepath.Join(dir, "store")
 	if _, err := os.Stat(sdir); err != nil {

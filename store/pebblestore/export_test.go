@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -174,4 +175,28 @@ func SetSpaceRecheck(s *Store, d time.Duration) { s.space.recheck = d }
 // compactions would, returning their error.
 func CompactAll(s *Store) error {
 	return s.db.Compact(context.Background(), []byte{0}, []byte{0xff}, false)
+}
+
+// DeleteFirst deletes the first key with the tag (a time-index entry: 'e';
+// a peer index entry: 'o'), as a bug would.
+func DeleteFirst(s *Store, tag byte) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tag}, UpperBound: tagEnd(tag)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	if !it.First() {
+		return fmt.Errorf("no key with tag %c", tag)
+	}
+	return s.db.Delete(it.Key(), pebble.Sync)
+}
+
+// SkewCounts adds one to the stored provider record count of shard 0.
+func SkewCounts(s *Store) error {
+	v, err := s.get(countKeyOf(0))
+	if err != nil || len(v) < 16 {
+		return fmt.Errorf("counts of shard 0: %x %v", v, err)
+	}
+	n := int64(binary.BigEndian.Uint64(v))
+	return s.db.Set(countKeyOf(0), encodeCounts(n+1, int64(binary.BigEndian.Uint64(v[8:]))), pebble.Sync)
 }

@@ -91,7 +91,7 @@ func (f *faults) dataCorruption(info pebble.DataCorruptionInfo) {
 	f.mu.Unlock()
 	if !known {
 		f.log.Error("pebblestore: damaged file: reads of the keys it holds fail with store.ErrCorrupt, the other keys are served; run kadstore check",
-			"file", info.Path, "error", info.Details)
+			"file", info.Path, "error", firstLine(info.Details))
 	}
 }
 
@@ -101,10 +101,10 @@ func (f *faults) backgroundError(err error) {
 	if pebble.IsCorruptionError(err) {
 		// Reported once per file by dataCorruption; a compaction that
 		// meets the file again every few minutes is not news.
-		f.log.Debug("pebblestore: background job met damaged data", "error", err)
+		f.log.Debug("pebblestore: background job met damaged data", "error", firstLine(err))
 		return
 	}
-	f.log.Error("pebblestore: background job failed (pebble retries it)", "error", err)
+	f.log.Error("pebblestore: background job failed (pebble retries it)", "error", firstLine(err))
 }
 
 // fail marks the store failed: writes are refused from now on.
@@ -135,7 +135,14 @@ func (f *faults) checkWritable() error {
 // store.ErrCorrupt.
 func (f *faults) corruptRead(what string, err error) error {
 	f.corruptReads.Add(1)
-	return fmt.Errorf("%w: %s: %w", store.ErrCorrupt, what, err)
+	return fmt.Errorf("%w: %s: %s", store.ErrCorrupt, what, firstLine(err))
+}
+
+// firstLine is the first line of err's message: pebble's corruption errors
+// carry a second, "<corruption detail carrier>", and their %+v a stack.
+func firstLine(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	return msg
 }
 
 // health reports the faults, for Store.Health.

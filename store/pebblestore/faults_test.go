@@ -91,21 +91,19 @@ func writeSequential(t *testing.T, s store.Store, n int64) {
 	}
 }
 
-// A damaged sstable block costs the keys it holds and nothing else: lookups
-// of those keys return ErrCorrupt, every other key is served, a scan steps
-// over the damage, a compaction that reads it fails without taking the
-// process down, and Health names the file. (Pebble's default for damage is a
-// fatal error, which panicked the process.)
-func TestDamagedTableServesTheRest(t *testing.T) {
+// damagedStore writes n provider records (ackProvider(i*5)) into a store in
+// a new directory, closes it, and flips 4 bytes in the data blocks of its
+// largest sstable.
+func damagedStore(t *testing.T) (dir string, opts pebblestore.Options, n int64, now time.Time) {
+	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	opts := testOptions(store.Options{Logger: slog.New(slog.DiscardHandler)})
+	dir = t.TempDir()
+	opts = testOptions(store.Options{Logger: slog.New(slog.DiscardHandler)})
 	s, err := pebblestore.Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 20000
-	now := time.Now()
+	n, now = 20000, time.Now()
 	for i := int64(0); i < n; i += 100 {
 		var batch []store.ProviderRecord
 		for j := i; j < i+100; j++ {
@@ -123,14 +121,24 @@ func TestDamagedTableServesTheRest(t *testing.T) {
 		t.Fatal("no sstables")
 	}
 	flipBytes(t, vfs.Default, filepath.Join(dir, tables[0]), 4, 0.2, 0.6, 7)
+	return dir, opts, n, now
+}
 
-	s, err = pebblestore.Open(dir, opts)
+// A damaged sstable block costs the keys it holds and nothing else: lookups
+// of those keys return ErrCorrupt, every other key is served, a scan steps
+// over the damage, a compaction that reads it fails without taking the
+// process down, and Health names the file. (Pebble's default for damage is a
+// fatal error, which panicked the process.)
+func TestDamagedTableServesTheRest(t *testing.T) {
+	ctx := context.Background()
+	dir, opts, n, now := damagedStore(t)
+	s, err := pebblestore.Open(dir, opts)
 	if err != nil {
 		t.Fatalf("open with a damaged sstable: %v", err)
 	}
 	defer s.Close()
 	served, corrupt := 0, 0
-	for i := int64(0); i < n; i++ {
+	for i := range n {
 		r := ackProvider(i*5, now)
 		got, err := s.Providers(ctx, r.Key, 0)
 		switch {
@@ -144,7 +152,7 @@ func TestDamagedTableServesTheRest(t *testing.T) {
 			served++
 		}
 	}
-	if corrupt == 0 || served < n/2 {
+	if corrupt == 0 || served < int(n/2) {
 		t.Fatalf("served %d, ErrCorrupt %d of %d: want some damage and most served", served, corrupt, n)
 	}
 	h := s.Health()
@@ -168,7 +176,7 @@ func TestDamagedTableServesTheRest(t *testing.T) {
 			break
 		}
 	}
-	if skipped == 0 || scanned > n || scanned < served*99/100 {
+	if skipped == 0 || scanned > int(n) || scanned < served*99/100 {
 		t.Fatalf("scan: %d records, %d skipped in %d pages; lookups served %d of %d", scanned, skipped, pages, served, n)
 	}
 
@@ -237,6 +245,10 @@ func TestWALDamageIsReported(t *testing.T) {
 	}
 	flipBytes(t, damaged, "/store/"+wal, 1, 0.4, 0.5, 3)
 	opts.FS = damaged
+	rep, err := pebblestore.Check(context.Background(), "/store", opts)
+	if err != nil || rep.OK() || !strings.Contains(strings.Join(rep.Problems, "\n"), "write-ahead log") {
+		t.Fatalf("check of a damaged log: %v %+v", err, rep)
+	}
 	s, err = pebblestore.Open("/store", opts)
 	if err != nil {
 		t.Fatalf("open with a damaged log: %v", err)
@@ -415,6 +427,10 @@ func TestDamagedManifestFailsOpen(t *testing.T) {
 		}
 	}
 	flipBytes(t, vfs.Default, filepath.Join(dir, manifest), 8, 0, 1, 5)
+	rep, err := pebblestore.Check(context.Background(), dir, opts)
+	if err != nil || rep.OK() || !strings.Contains(rep.Problems[0], "does not open") {
+		t.Fatalf("check of a damaged MANIFEST: %v %+v", err, rep)
+	}
 	if s, err := pebblestore.Open(dir, opts); err == nil {
 		s.Close()
 		t.Fatal("opened with a damaged MANIFEST")

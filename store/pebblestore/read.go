@@ -172,7 +172,7 @@ func (w *scanWalk) skipDamage(after *store.Position, damage error) error {
 		from = w.last.Key
 	}
 	w.page.Skipped++
-	w.s.log.Warn("pebblestore: scan skips a damaged key range", "kind", w.opts.Kind.String(), "from", from.String(), "error", damage)
+	w.s.log.Warn("pebblestore: scan skips a damaged key range", "kind", w.opts.Kind.String(), "from", from.String(), "error", firstLine(damage))
 	w.s.faults.corruptRead("scan", damage)
 
 	base := new(big.Int).SetBytes(from[:])
