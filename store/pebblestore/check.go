@@ -76,6 +76,15 @@ func Check(ctx context.Context, dir string, opts Options) (*CheckReport, error) 
 	} else if d != nil {
 		rep.problem("%s", d)
 	}
+	kept, err := keptLogs(opts.FS, dir)
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: %w", err)
+	}
+	for path, num := range kept {
+		if d, err := scanWAL(opts.FS, path, num, nil); err == nil && d != nil {
+			rep.problem("%s, kept when the store was opened: the replay dropped %d records written after the damage; --repair recovers them", path, d.lostWrites)
+		}
+	}
 	s, err := Open(dir, opts)
 	switch {
 	case errors.Is(err, ErrLocked):
@@ -353,6 +362,9 @@ type SalvageReport struct {
 	ProviderRecords, ValueRecords int64
 	// Skipped counts the damaged ranges and records that could not be read.
 	Skipped int
+	// FromLog counts the records recovered from damaged write-ahead logs
+	// Open kept (those after the damage, which its replay dropped).
+	FromLog int64
 }
 
 // Salvage copies every live record it can read from the store in src into a
@@ -413,7 +425,68 @@ func Salvage(ctx context.Context, src, dst string, opts Options) (*SalvageReport
 			}
 		}
 	}
+	if err := salvageLogs(ctx, from, to, rep); err != nil {
+		to.Close()
+		return nil, err
+	}
 	return rep, to.Close()
+}
+
+// salvageLogs adds to to the records of the commits after the damage in the
+// damaged logs Open kept in from's directory, where to holds no newer
+// version of them.
+func salvageLogs(ctx context.Context, from, to *Store, rep *SalvageReport) error {
+	kept, err := keptLogs(from.opts.FS, from.dir)
+	if err != nil {
+		return err
+	}
+	now := to.now()
+	var applyErr error
+	for path, num := range kept {
+		_, err := scanWAL(from.opts.FS, path, num, func(repr []byte) {
+			provs, vals := lostRecords(repr)
+			for _, r := range provs {
+				if applyErr != nil || !to.limits.Live(r.Expires, now) {
+					continue
+				}
+				have, err := to.Providers(ctx, r.Key, 0)
+				if err != nil {
+					applyErr = err
+					continue
+				}
+				i := slices.IndexFunc(have, func(h store.ProviderRecord) bool { return h.Provider == r.Provider })
+				if i >= 0 && !have[i].Expires.Before(r.Expires) {
+					continue
+				}
+				if err := to.AddProviders(ctx, r); err != nil {
+					applyErr = err
+					continue
+				}
+				rep.FromLog++
+			}
+			for _, r := range vals {
+				if applyErr != nil || !to.limits.Live(r.Expires, now) {
+					continue
+				}
+				have, err := to.GetValue(ctx, r.Key)
+				if err == nil && !have.Expires.Before(r.Expires) {
+					continue
+				}
+				if err := to.PutValue(ctx, r); err != nil {
+					applyErr = err
+					continue
+				}
+				rep.FromLog++
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("pebblestore: salvage %s: %w", path, err)
+		}
+		if applyErr != nil {
+			return fmt.Errorf("pebblestore: salvage %s: %w", path, applyErr)
+		}
+	}
+	return nil
 }
 
 // dirEmpty reports whether dir is missing or empty.

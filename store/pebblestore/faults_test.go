@@ -268,6 +268,31 @@ func TestWALDamageIsReported(t *testing.T) {
 	if h.LostLogRecords > missing || h.LostLogRecords < missing-700 {
 		t.Fatalf("lost %d reported, %d missing", h.LostLogRecords, missing)
 	}
+
+	// Open kept a copy of the damaged log, from which Salvage recovers the
+	// records the replay dropped.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = pebblestore.Check(context.Background(), "/store", opts)
+	if err != nil || rep.OK() || !strings.Contains(strings.Join(rep.Problems, "\n"), "kept when the store was opened") {
+		t.Fatalf("check after the replay: %v %+v", err, rep)
+	}
+	sr, err := pebblestore.Salvage(context.Background(), "/store", "/salvaged", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sr.FromLog != h.LostLogRecords {
+		t.Fatalf("salvage recovered %d records from the log, %d were reported lost", sr.FromLog, h.LostLogRecords)
+	}
+	s, err = pebblestore.Open("/salvaged", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	still := int64(len(missingNumbered(t, s, all)))
+	if still != missing-sr.FromLog {
+		t.Fatalf("after salvage %d records missing, want %d", still, missing-sr.FromLog)
+	}
 }
 
 // failingFS fails every write to a write-ahead log once fail is set, as a

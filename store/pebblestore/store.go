@@ -137,6 +137,12 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 			return nil, fmt.Errorf("pebblestore: reading the write-ahead log: %w", err)
 		}
 	}
+	// Keep a copy of a damaged log before pebble's replay drops its tail.
+	var kept string
+	var keepErr error
+	if walDamaged != nil {
+		kept, keepErr = keepDamaged(opts.FS, walDamaged)
+	}
 	db, err := openPebble(dir, opts.pebbleOptions(lock, f))
 	if err != nil {
 		lock.Close()
@@ -164,7 +170,11 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 	if walDamaged != nil {
 		f.wal = walDamaged.String()
 		f.lostLog.Store(walDamaged.lostWrites)
-		s.log.Error("pebblestore: "+walDamaged.String()+"; the store opened without them", "dir", dir)
+		if keepErr != nil {
+			s.log.Error("pebblestore: "+walDamaged.String()+"; the store opened without them, and keeping a copy of the log failed", "dir", dir, "error", keepErr)
+		} else {
+			s.log.Error("pebblestore: "+walDamaged.String()+"; the store opened without them; `kadstore check --repair` recovers them from the copy kept", "dir", dir, "copy", kept)
+		}
 	}
 	defer s.recoverFatal(&err, true)
 	if err := s.load(); err != nil {

@@ -9,8 +9,10 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/batchrepr"
-	"github.com/cockroachdb/pebble/v2/record"
+	walrecord "github.com/cockroachdb/pebble/v2/record"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kadstore/kadstore/record"
 )
 
 // walBlock is the block size of pebble's log format: a chunk never crosses
@@ -61,11 +63,12 @@ func checkWAL(fs vfs.FS, dir string) (*walDamage, error) {
 	if newest == "" {
 		return nil, nil
 	}
-	return scanWAL(fs, fs.PathJoin(dir, newest), num)
+	return scanWAL(fs, fs.PathJoin(dir, newest), num, nil)
 }
 
-// scanWAL reads the log at path (log number num), see checkWAL.
-func scanWAL(fs vfs.FS, path string, num uint64) (*walDamage, error) {
+// scanWAL reads the log at path (log number num), see checkWAL, and calls
+// lost (if not nil) with each commit after the damage.
+func scanWAL(fs vfs.FS, path string, num uint64, lost func(repr []byte)) (*walDamage, error) {
 	f, err := fs.Open(path)
 	if err != nil {
 		return nil, err
@@ -80,7 +83,7 @@ func scanWAL(fs vfs.FS, path string, num uint64) (*walDamage, error) {
 	if !ok {
 		return nil, nil
 	}
-	r := newLogReader(io.NewSectionReader(ra, 0, size), num, record.NewReader)
+	r := newLogReader(io.NewSectionReader(ra, 0, size), num, walrecord.NewReader)
 	var stopAt int64
 	for {
 		stopAt = r.Offset()
@@ -98,7 +101,7 @@ func scanWAL(fs vfs.FS, path string, num uint64) (*walDamage, error) {
 	// Look for readable records of this log after the stop, block by block.
 	d := &walDamage{file: path, stopAt: stopAt, size: size}
 	for b := stopAt/walBlock + 1; b*walBlock < size; {
-		r := newLogReader(io.NewSectionReader(ra, b*walBlock, size-b*walBlock), num, record.NewReader)
+		r := newLogReader(io.NewSectionReader(ra, b*walBlock, size-b*walBlock), num, walrecord.NewReader)
 		for {
 			rec, err := r.Next()
 			if err != nil {
@@ -110,6 +113,9 @@ func scanWAL(fs vfs.FS, path string, num uint64) (*walDamage, error) {
 			}
 			d.lostBatch++
 			d.lostWrites += recordsIn(repr)
+			if lost != nil {
+				lost(repr)
+			}
 		}
 		// Go on after the block where this reading stopped.
 		b += r.Offset()/walBlock + 1
@@ -118,6 +124,66 @@ func scanWAL(fs vfs.FS, path string, num uint64) (*walDamage, error) {
 		return nil, nil
 	}
 	return d, nil
+}
+
+// damagedSuffix names the copy Open keeps of a damaged log, beside the
+// store's files (pebble ignores names it does not know), so that Salvage
+// can recover the writes after the damage, which the replay dropped.
+const damagedSuffix = ".damaged"
+
+// keepDamaged copies the damaged log d to <name>.damaged.
+func keepDamaged(fs vfs.FS, d *walDamage) (string, error) {
+	dst := d.file + damagedSuffix
+	if err := vfs.Copy(fs, d.file, dst); err != nil {
+		return "", err
+	}
+	return dst, nil
+}
+
+// keptLogs lists the damaged logs kept in dir, with their log numbers.
+func keptLogs(fs vfs.FS, dir string) (map[string]uint64, error) {
+	names, err := fs.List(dir)
+	if err != nil {
+		return nil, err
+	}
+	kept := map[string]uint64{}
+	for _, n := range names {
+		base, ok := strings.CutSuffix(n, ".log"+damagedSuffix)
+		if !ok {
+			continue
+		}
+		if v, err := strconv.ParseUint(base, 10, 64); err == nil {
+			kept[fs.PathJoin(dir, n)] = v
+		}
+	}
+	return kept, nil
+}
+
+// lostRecords decodes the provider and value records a commit after the
+// damage wrote.
+func lostRecords(repr []byte) (provs []record.ProviderRecord, vals []record.ValueRecord) {
+	r := batchrepr.Read(repr)
+	for {
+		kind, key, v, ok, err := r.Next()
+		if !ok || err != nil {
+			return provs, vals
+		}
+		if kind != pebble.InternalKeyKindSet || len(key) == 0 {
+			continue
+		}
+		switch key[0] {
+		case tagProv:
+			if _, p, ok := parseProvKey(key); ok {
+				if rec, _, err := decodeProvider(nil, p, v); err == nil {
+					provs = append(provs, rec)
+				}
+			}
+		case tagValue:
+			if rec, _, err := decodeValue(nil, v); err == nil {
+				vals = append(vals, rec)
+			}
+		}
+	}
 }
 
 // recordsIn counts the provider and value records a commit (a batch's
@@ -136,8 +202,8 @@ func recordsIn(repr []byte) int64 {
 	}
 }
 
-// newLogReader calls record.NewReader, whose log number type is internal to
+// newLogReader calls walrecord.NewReader, whose log number type is internal to
 // pebble: N is inferred from newReader.
-func newLogReader[N ~uint64](r io.Reader, num uint64, newReader func(io.Reader, N) *record.Reader) *record.Reader {
+func newLogReader[N ~uint64](r io.Reader, num uint64, newReader func(io.Reader, N) *walrecord.Reader) *walrecord.Reader {
 	return newReader(r, N(num))
 }
