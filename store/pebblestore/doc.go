@@ -76,6 +76,17 @@
 // own block checksums catch damage to the files first; this is the last line
 // against bugs and bad restores.)
 //
+// # Faults
+//
+// Damage Pebble's checksums find is returned as store.ErrCorrupt for the
+// keys it covers, and scans step over it; Pebble's fatal errors stop the
+// store's writes (store.ErrUnavailable) instead of the process; writes that
+// add records are refused with store.ErrNoSpace below a free-space reserve
+// (Options.MinFreeSpace); damage in the newest write-ahead log is counted at
+// Open and the log kept for Salvage. Health reports all of it; Check and
+// Salvage are `kadstore check` and its --repair. faults.go, space.go and
+// wal.go explain each.
+//
 // # Concurrency
 //
 // Readers (GetValue, Providers, Scan, Stats) take no lock: each call reads
