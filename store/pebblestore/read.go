@@ -89,28 +89,59 @@ func (s *Store) Providers(ctx context.Context, key []byte, limit int) (_ []store
 	defer it.Close()
 	var kbuf [provPrefixLen]byte
 	out := []store.ProviderRecord{}
-	for valid := it.SeekPrefixGE(provPrefix(kbuf[:0], &k)); valid && (limit <= 0 || len(out) < limit); valid = it.Next() {
+	err = s.eachProvider(it, provPrefix(kbuf[:0], &k), func() { out = out[:0] }, func(p, v []byte) bool {
+		r, err := decodeProviderFast(s.addrs, p, v)
+		if err != nil {
+			s.corrupt(store.Providers, provKey(nil, &k, peer.ID(p)), err)
+			return true
+		}
+		if s.limits.Live(r.Expires, now) {
+			out = append(out, r)
+		}
+		return limit <= 0 || len(out) < limit
+	})
+	if err != nil {
+		return nil, s.readErr("providers of "+k.String(), err)
+	}
+	return out, nil
+}
+
+// eachProvider calls f with the provider and stored value of each record
+// under prefix (p|kadkey), until f returns false, through a prefix seek on
+// it, which the bloom filters answer. If that meets damage it reads again,
+// after reset, through an iterator that does not use the filters: a
+// damaged filter or index block then costs nothing (pebble reports the
+// file all the same); only a damaged data block holding the key does.
+func (s *Store) eachProvider(it *pebble.Iterator, prefix []byte, reset func(), f func(p, v []byte) bool) error {
+	err := walkProviders(it, it.SeekPrefixGE(prefix), f)
+	if err == nil || !pebble.IsCorruptionError(err) {
+		return err
+	}
+	reset()
+	plain, perr := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if perr != nil {
+		return err
+	}
+	defer plain.Close()
+	return walkProviders(plain, plain.First(), f)
+}
+
+// walkProviders is eachProvider's loop, from it positioned (valid).
+func walkProviders(it *pebble.Iterator, valid bool, f func(p, v []byte) bool) error {
+	for ; valid; valid = it.Next() {
 		_, p, ok := parseProvKey(it.Key())
 		if !ok {
 			continue
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return nil, s.readErr("providers of "+k.String(), err)
+			return err
 		}
-		r, err := decodeProviderFast(s.addrs, p, v)
-		if err != nil {
-			s.corrupt(store.Providers, it.Key(), err)
-			continue
-		}
-		if s.limits.Live(r.Expires, now) {
-			out = append(out, r)
+		if !f(p, v) {
+			return nil
 		}
 	}
-	if err := it.Error(); err != nil {
-		return nil, s.readErr("providers of "+k.String(), err)
-	}
-	return out, nil
+	return it.Error()
 }
 
 // corrupt reports a stored record that does not decode.

@@ -122,20 +122,13 @@ func (t *txn) keyState(k *record.KadKey) (*keyState, error) {
 		return nil, err
 	}
 	t.kbuf = provPrefix(t.kbuf[:0], k)
-	for valid := it.SeekPrefixGE(t.kbuf); valid; valid = it.Next() {
-		_, p, ok := parseProvKey(it.Key())
-		if !ok {
-			continue
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return nil, fmt.Errorf("pebblestore: %w", err)
-		}
+	err = t.s.eachProvider(it, t.kbuf, func() { ks.provs = ks.provs[:0] }, func(p, v []byte) bool {
 		st := provState{id: peer.ID(p)}
 		st.exp, st.ok = verifyProvider(p, v)
 		ks.provs = append(ks.provs, st)
-	}
-	if err := it.Error(); err != nil {
+		return true
+	})
+	if err != nil {
 		return nil, fmt.Errorf("pebblestore: %w", err)
 	}
 	t.keys[*k] = ks
