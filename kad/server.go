@@ -299,7 +299,7 @@ func (n *Node) putOutcome(err error) string {
 	case errors.Is(err, ErrWorseRecord):
 		n.reject(reasonWorse)
 		return outcomeRejected
-	case isStoreLimit(err):
+	case store.IsRejection(err):
 		n.rejectStoreLimit(err)
 		return outcomeRejected
 	}
@@ -329,21 +329,9 @@ func (n *Node) rejectStoreLimit(err error) {
 
 func (n *Node) reject(reason string) { n.metrics.rejected.WithLabelValues(reason).Inc() }
 
-// isStoreLimit reports whether the store refused a record for its content or
-// a configured limit, rather than failing.
-func isStoreLimit(err error) bool {
-	for _, e := range []error{
-		store.ErrEmptyKey, store.ErrKeyTooLarge, store.ErrInvalidPeer, store.ErrValueTooLarge,
-		store.ErrTooManyAddrs, store.ErrExpired, store.ErrTTLTooLong,
-		store.ErrTooManyProviders, store.ErrStoreFull, store.ErrProviderFull,
-	} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
+// storeOutcome classifies a store call's failure: store_timeout when the
+// request's deadline passed, store_error for everything else (an I/O error,
+// store.ErrCorrupt, store.ErrNoSpace, store.ErrUnavailable, ErrStorePanic).
 func storeOutcome(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, ErrStoreBusy) {
 		return outcomeStoreTimeout
@@ -384,7 +372,7 @@ func (n *Node) handleAddProvider(ctx context.Context, from peer.ID, req *pb.Mess
 		return struct{}{}, n.store.AddProviders(ctx, rec)
 	})
 	if err != nil {
-		if isStoreLimit(err) {
+		if store.IsRejection(err) {
 			n.rejectStoreLimit(err)
 			return outcomeRejected
 		}
