@@ -344,7 +344,7 @@ func openStore(ctx context.Context, cfg Config, self peer.ID, log *slog.Logger) 
 		s, err := pgstore.Open(ctx, cfg.Store, pgstore.Options{Options: sopts})
 		if err != nil {
 			// pgx errors may quote the connection string.
-			return nil, RedactError(fmt.Errorf("daemon: opening the PostgreSQL store %s: %w", RedactDSN(cfg.Store), err))
+			return nil, RedactError(fmt.Errorf("daemon: opening the PostgreSQL store %q: %w", RedactDSN(cfg.Store), err))
 		}
 		return s, nil
 	}
