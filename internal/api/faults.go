@@ -142,12 +142,13 @@ type statusHint struct{ code int }
 type statusHintKey struct{}
 
 // hintStatus records in ctx (if withStatusHint prepared it) the status err
-// calls for, when that is 507 or 503, and returns err with the explanation.
+// calls for when it is a full disk (507) or unavailable or closed storage
+// (503), and returns err with the explanation.
 func hintStatus(ctx context.Context, err error) error {
-	code, msg := storeStatus(err)
-	if code != http.StatusInsufficientStorage && !errors.Is(err, store.ErrUnavailable) {
+	if !errors.Is(err, store.ErrNoSpace) && !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, store.ErrClosed) {
 		return err
 	}
+	code, msg := storeStatus(err)
 	if h, ok := ctx.Value(statusHintKey{}).(*statusHint); ok {
 		h.code = code
 	}
