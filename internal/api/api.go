@@ -398,6 +398,9 @@ func (a *api) provide(w http.ResponseWriter, r *http.Request) {
 	// whole is the status every key's failure calls for so far: 507 or 503
 	// while each key failed for the same storage fault, 200 otherwise.
 	whole, msg := 0, ""
+	// Storage faults are logged once a request, not once a key.
+	var faults int
+	var lastFault error
 	for i, c := range cids {
 		n, err := a.cfg.Node.Provide(r.Context(), c.Hash())
 		resp.Results[i] = ProvideResult{Key: c.String(), Peers: n}
@@ -406,10 +409,12 @@ func (a *api) provide(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		resp.Results[i].Error = err.Error()
-		a.cfg.Logger.Warn("provide failed", "key", c, "err", err)
 		code, m := storeStatus(err)
-		if !errors.Is(err, store.ErrNoSpace) && !errors.Is(err, store.ErrUnavailable) {
+		if errors.Is(err, store.ErrNoSpace) || errors.Is(err, store.ErrUnavailable) {
+			faults, lastFault = faults+1, err
+		} else {
 			code = http.StatusOK
+			a.cfg.Logger.Warn("provide failed", "key", c, "err", err)
 		}
 		switch {
 		case whole == 0:
@@ -417,6 +422,9 @@ func (a *api) provide(w http.ResponseWriter, r *http.Request) {
 		case whole != code:
 			whole = http.StatusOK
 		}
+	}
+	if faults > 0 {
+		a.cfg.Logger.Warn("provide: the store refused keys", "keys", faults, "of", len(cids), "err", lastFault)
 	}
 	if whole != http.StatusOK {
 		resp.Error = msg
