@@ -34,7 +34,12 @@ func TestStoreCallRecovers(t *testing.T) {
 		t.Fatalf("call after the panics: %v, %v", v, err)
 	}
 	p.wait()
-	if got := storeOutcome(err); got != outcomeStoreError {
-		t.Errorf("outcome of a panic: %s, want %s", got, outcomeStoreError)
+	// A panic is a store error whatever its value wraps: never a rejected
+	// record, never a timeout.
+	for _, v := range []error{errors.New("boom"), store.ErrStoreFull, context.DeadlineExceeded} {
+		_, err := storeCall(ctx, p, "AddProviders", func(context.Context) (int, error) { panic(fmt.Errorf("x: %w", v)) })
+		if got := storeOutcome(err); got != outcomeStoreError || isRejection(err) {
+			t.Errorf("panic with %v: outcome %s, rejection %v; want %s, false", v, got, isRejection(err), outcomeStoreError)
+		}
 	}
 }
