@@ -20,6 +20,11 @@ var (
 	// ErrStoreBusy is returned (wrapped with the context's error) when a
 	// request's deadline passed while it waited for a store slot.
 	ErrStoreBusy = errors.New("kad: store busy")
+	// ErrStorePanic is returned (wrapped, with the method, the panic value,
+	// and that value itself if it is an error) when a store call panicked.
+	// The node recovers it, logs it, counts it in
+	// kadstore_kad_store_panics_total and keeps serving.
+	ErrStorePanic = errors.New("kad: store call panicked")
 	// ErrInvalidRecord is returned (wrapped) for a value record the
 	// validator rejects, including one in a namespace without a validator.
 	ErrInvalidRecord = errors.New("kad: invalid record")

@@ -17,7 +17,7 @@ const (
 	outcomeBadRequest   = "bad_request"   // empty or overlong key, missing or mismatched record
 	outcomeRejected     = "rejected"      // a record the node refused (see records_rejected)
 	outcomeStoreTimeout = "store_timeout" // the request deadline passed in the store or waiting for it
-	outcomeStoreError   = "store_error"   // the store failed
+	outcomeStoreError   = "store_error"   // the store failed: an I/O error, damage (ErrCorrupt), a full disk (ErrNoSpace), unavailable storage, a recovered panic
 	outcomeWriteError   = "write_error"   // the response could not be written
 	outcomeIdleTimeout  = "idle_timeout"  // a stream sent no request within the idle timeout
 	outcomeNotServer    = "not_server"    // a request arrived while the node is a client
@@ -41,13 +41,14 @@ type metrics struct {
 	received     *prometheus.CounterVec
 	sent         *prometheus.CounterVec
 	storeLatency *prometheus.HistogramVec
+	storePanics  *prometheus.CounterVec
 	rejected     *prometheus.CounterVec
 	rtSize       prometheus.GaugeFunc
 	bootstrap    *prometheus.CounterVec
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.received, m.sent, m.storeLatency, m.rejected, m.rtSize, m.bootstrap}
+	return []prometheus.Collector{m.received, m.sent, m.storeLatency, m.storePanics, m.rejected, m.rtSize, m.bootstrap}
 }
 
 func newMetrics(reg prometheus.Registerer, rtSize func() float64) (*metrics, error) {
@@ -65,6 +66,10 @@ func newMetrics(reg prometheus.Registerer, rtSize func() float64) (*metrics, err
 			Namespace: ns, Subsystem: sub, Name: "store_call_duration_seconds",
 			Help:    "Latency of store calls made by the node, by store method.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"method"}),
+		storePanics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "store_panics_total",
+			Help: "Store calls that panicked, by store method: recovered, returned as errors (outcome store_error), and logged.",
 		}, []string{"method"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "records_rejected_total",

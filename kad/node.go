@@ -93,18 +93,19 @@ func New(h host.Host, s store.Store, opts ...Option) (*Node, error) {
 		rt.Close()
 		return nil, err
 	}
+	log := cfg.logger.With("module", "kad", "self", h.ID())
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
 		host:      h,
 		store:     s,
 		cfg:       cfg,
-		log:       cfg.logger.With("module", "kad", "self", h.ID()),
+		log:       log,
 		self:      h.ID(),
 		proto:     cfg.prefix + "/kad/1.0.0",
 		rt:        rt,
 		validator: validator,
 		metrics:   m,
-		pool:      newStorePool(cfg.storeConcurrency, m.storeLatency),
+		pool:      newStorePool(cfg.storeConcurrency, m, log),
 		ctx:       ctx,
 		cancel:    cancel,
 		inbound:   make(map[network.Stream]struct{}),

@@ -275,7 +275,8 @@ func (n *Node) putValue(ctx context.Context, key, value []byte, publisher peer.I
 				return ErrWorseRecord
 			}
 		}
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrCorrupt):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrCorrupt) && !errors.Is(err, ErrStorePanic):
+		// A stored record that cannot be read is replaced.
 	default:
 		return err
 	}
@@ -299,7 +300,7 @@ func (n *Node) putOutcome(err error) string {
 	case errors.Is(err, ErrWorseRecord):
 		n.reject(reasonWorse)
 		return outcomeRejected
-	case isStoreLimit(err):
+	case isRejection(err):
 		n.rejectStoreLimit(err)
 		return outcomeRejected
 	}
@@ -329,22 +330,20 @@ func (n *Node) rejectStoreLimit(err error) {
 
 func (n *Node) reject(reason string) { n.metrics.rejected.WithLabelValues(reason).Inc() }
 
-// isStoreLimit reports whether the store refused a record for its content or
-// a configured limit, rather than failing.
-func isStoreLimit(err error) bool {
-	for _, e := range []error{
-		store.ErrEmptyKey, store.ErrKeyTooLarge, store.ErrInvalidPeer, store.ErrValueTooLarge,
-		store.ErrTooManyAddrs, store.ErrExpired, store.ErrTTLTooLong,
-		store.ErrTooManyProviders, store.ErrStoreFull, store.ErrProviderFull,
-	} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
+// isRejection reports whether the store refused a record for its content or
+// a configured limit (store.IsRejection), rather than failing; a panic is a
+// failure whatever its value wraps.
+func isRejection(err error) bool {
+	return store.IsRejection(err) && !errors.Is(err, ErrStorePanic)
 }
 
+// storeOutcome classifies a store call's failure: store_timeout when the
+// request's deadline passed, store_error for everything else (an I/O error,
+// store.ErrCorrupt, store.ErrNoSpace, store.ErrUnavailable, ErrStorePanic).
 func storeOutcome(err error) string {
+	if errors.Is(err, ErrStorePanic) {
+		return outcomeStoreError
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, ErrStoreBusy) {
 		return outcomeStoreTimeout
 	}
@@ -384,7 +383,7 @@ func (n *Node) handleAddProvider(ctx context.Context, from peer.ID, req *pb.Mess
 		return struct{}{}, n.store.AddProviders(ctx, rec)
 	})
 	if err != nil {
-		if isStoreLimit(err) {
+		if isRejection(err) {
 			n.rejectStoreLimit(err)
 			return outcomeRejected
 		}

@@ -87,7 +87,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if a := d.APIAddr(); a != nil {
 		fmt.Fprintf(stdout, "API on http://%s\n", a)
 	}
-	logger.Info("node started", "peer", d.Host.ID(), "data", cfg.DataDir, "store", cfg.Store, "mode", cfg.Mode)
+	logger.Info("node started", "peer", d.Host.ID(), "data", cfg.DataDir, "store", daemon.RedactDSN(cfg.Store), "mode", cfg.Mode)
 
 	<-ctx.Done()
 	// A second signal while shutting down exits at once.

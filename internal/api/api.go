@@ -106,7 +106,7 @@ func New(cfg Config) http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	routing := newRoutingHandler(&router{api: a}, cfg)
 	mux.Handle("/routing/v1/", a.guardRouting(routing))
-	return mux
+	return a.recoverer(mux, newPanicCounter(cfg.Registerer, cfg.Logger))
 }
 
 type api struct{ cfg Config }
@@ -128,12 +128,30 @@ func writeError(w http.ResponseWriter, code int, format string, args ...any) {
 	writeJSON(w, code, httpError{Error: fmt.Sprintf(format, args...)})
 }
 
+// healthz answers 200 "ok" while the store answers; 200 "degraded" and the
+// store's problems, one a line, while the store reports a problem but the
+// node still serves (a damaged file, a full disk: see store.Health); and 503
+// when the store does not answer (closed, unreachable). The HealthHeader
+// header says which.
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
 	if _, err := a.cfg.Store.Stats(r.Context()); err != nil {
+		w.Header().Set(HealthHeader, "unavailable")
 		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
-	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if h, _ := a.health(); h.Degraded() {
+		w.Header().Set(HealthHeader, "degraded")
+		var b strings.Builder
+		b.WriteString("degraded\n")
+		for _, p := range h.Problems {
+			b.WriteString(strings.ReplaceAll(p, "\n", " "))
+			b.WriteByte('\n')
+		}
+		_, _ = w.Write([]byte(b.String()))
+		return
+	}
+	w.Header().Set(HealthHeader, "ok")
 	_, _ = w.Write([]byte("ok\n"))
 }
 
@@ -164,12 +182,18 @@ type StatsResponse struct {
 	// reachable).
 	Mode    string `json:"mode"`
 	Serving bool   `json:"serving"`
+	// Degraded is set while the store reports a problem (Health.Problems).
+	Degraded bool `json:"degraded"`
+	// Health is the store's account of its storage: damage met, writes
+	// refused for want of space; absent for a backend that does not report
+	// one (memory, PostgreSQL), and {} for a healthy one.
+	Health *store.Health `json:"health,omitempty"`
 }
 
 func (a *api) stats(w http.ResponseWriter, r *http.Request) {
 	st, err := a.cfg.Store.Stats(r.Context())
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+		writeStoreError(w, err)
 		return
 	}
 	resp := StatsResponse{
@@ -181,6 +205,9 @@ func (a *api) stats(w http.ResponseWriter, r *http.Request) {
 	resp.Mode, resp.Serving = a.cfg.Node.Mode()
 	if a.cfg.Jobs != nil {
 		resp.Jobs = a.cfg.Jobs()
+	}
+	if h, ok := a.health(); ok {
+		resp.Health, resp.Degraded = &h, h.Degraded()
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -246,7 +273,7 @@ func (a *api) scan(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+		writeStoreError(w, err)
 		return
 	}
 	resp := ScanResponse{Records: make([]ndjson.Line, 0, page.Len())}
@@ -305,7 +332,7 @@ func (a *api) records(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, "no value record for this key")
 			return
 		case err != nil:
-			writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+			writeStoreError(w, err)
 			return
 		}
 		l := ndjson.FromValue(v)
@@ -313,7 +340,7 @@ func (a *api) records(w http.ResponseWriter, r *http.Request) {
 	} else {
 		provs, err := a.cfg.Store.Providers(r.Context(), key, 0)
 		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+			writeStoreError(w, err)
 			return
 		}
 		for _, p := range provs {
@@ -339,9 +366,14 @@ type ProvideResult struct {
 	Error string `json:"error,omitempty"`
 }
 
-// ProvideResponse is the answer of POST /v1/provide.
+// ProvideResponse is the answer of POST /v1/provide: 200 with a result per
+// key, each with its own error if it failed. When every key failed for the
+// same storage fault the whole request failed: 507 Insufficient Storage for
+// a full disk (store.ErrNoSpace), 503 for unavailable storage, with Error
+// set and the results as well.
 type ProvideResponse struct {
 	Results []ProvideResult `json:"results"`
+	Error   string          `json:"error,omitempty"`
 }
 
 func (a *api) provide(w http.ResponseWriter, r *http.Request) {
@@ -363,13 +395,41 @@ func (a *api) provide(w http.ResponseWriter, r *http.Request) {
 		cids[i] = c
 	}
 	resp := ProvideResponse{Results: make([]ProvideResult, len(cids))}
+	// whole is the status every key's failure calls for so far: 507 or 503
+	// while each key failed for the same storage fault, 200 otherwise.
+	whole, msg := 0, ""
+	// Storage faults are logged once a request, not once a key.
+	var faults int
+	var lastFault error
 	for i, c := range cids {
 		n, err := a.cfg.Node.Provide(r.Context(), c.Hash())
 		resp.Results[i] = ProvideResult{Key: c.String(), Peers: n}
-		if err != nil {
-			resp.Results[i].Error = err.Error()
+		if err == nil {
+			whole = http.StatusOK
+			continue
+		}
+		resp.Results[i].Error = err.Error()
+		code, m := storeStatus(err)
+		if errors.Is(err, store.ErrNoSpace) || errors.Is(err, store.ErrUnavailable) {
+			faults, lastFault = faults+1, err
+		} else {
+			code = http.StatusOK
 			a.cfg.Logger.Warn("provide failed", "key", c, "err", err)
 		}
+		switch {
+		case whole == 0:
+			whole, msg = code, m
+		case whole != code:
+			whole = http.StatusOK
+		}
+	}
+	if faults > 0 {
+		a.cfg.Logger.Warn("provide: the store refused keys", "keys", faults, "of", len(cids), "err", lastFault)
+	}
+	if whole != http.StatusOK {
+		resp.Error = msg
+		writeJSON(w, whole, resp)
+		return
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -435,7 +495,7 @@ func (a *api) guardRouting(h http.Handler) http.Handler {
 			r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
-			m.ServeHTTP(w, r)
+			withStatusHint(m, w, r)
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -131,7 +131,11 @@ func (r *router) PutIPNS(ctx context.Context, name ipns.Name, rec *ipns.Record) 
 	if err != nil {
 		return err
 	}
-	return r.api.cfg.Node.PutValue(ctx, string(name.RoutingKey()), b)
+	if err := r.api.cfg.Node.PutValue(ctx, string(name.RoutingKey()), b); err != nil {
+		// boxo answers 500; a full disk is 507 and unavailable storage 503.
+		return hintStatus(ctx, err)
+	}
+	return nil
 }
 
 func (r *router) GetClosestPeers(ctx context.Context, key cid.Cid) (iter.ResultIter[*types.PeerRecord], error) {

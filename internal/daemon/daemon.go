@@ -192,6 +192,9 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
 		}
 	}
 
+	// Every log line of the daemon and of what it builds goes through
+	// RedactDSN: a pgx error may quote the connection string.
+	cfg.Logger = redactLogger(cfg.Logger)
 	d = &Daemon{cfg: cfg, log: cfg.Logger, Registry: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -213,10 +216,18 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
 	if err != nil {
 		return d, fmt.Errorf("daemon: identity: %w", err)
 	}
-	if d.Store, err = openStore(ctx, cfg, self, d.log); err != nil {
+	st, err := openStore(ctx, cfg, self, d.log)
+	if err != nil {
 		return d, err
 	}
+	d.Store = st
 	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if hr, ok := st.(store.HealthReporter); ok {
+		d.Registry.MustRegister(healthCollectors(hr)...)
+		if h := hr.Health(); h.Degraded() {
+			d.log.Warn("the store opened degraded: see /healthz and /v1/stats", "problems", h.Problems)
+		}
+	}
 
 	hostOpts, err := d.hostOptions(protocol.ID(cfg.ProtocolPrefix) + "/kad/1.0.0")
 	if err != nil {
@@ -310,22 +321,34 @@ func parsePeers(addrs []string) ([]peer.AddrInfo, error) {
 
 // openStore opens the configured store. A Pebble store indexes the node's own
 // records by peer, so that the reprovider's scan of them reads only them.
+// On error the store is a nil interface (never a nil *pebblestore.Store in a
+// non-nil store.Store, which Close would call), and the error names the
+// store with its password redacted.
 func openStore(ctx context.Context, cfg Config, self peer.ID, log *slog.Logger) (store.Store, error) {
 	sopts := store.Options{Logger: log}
 	sopts.Limits = storeLimits(cfg)
 	switch {
 	case cfg.Store == "" || cfg.Store == "pebble":
-		s, err := pebblestore.Open(filepath.Join(cfg.DataDir, "store"), pebblestore.Options{Options: sopts, IndexedPeers: []peer.ID{self}, Sync: cfg.Sync})
+		dir := filepath.Join(cfg.DataDir, "store")
+		s, err := pebblestore.Open(dir, pebblestore.Options{Options: sopts, IndexedPeers: []peer.ID{self}, Sync: cfg.Sync})
 		if errors.Is(err, pebblestore.ErrLocked) {
 			return nil, fmt.Errorf("%w: %v", ErrLocked, err)
 		}
-		return s, err
+		if err != nil {
+			return nil, fmt.Errorf("daemon: opening the Pebble store in %s: %w", dir, err)
+		}
+		return s, nil
 	case cfg.Store == "memory":
 		return memstore.New(sopts), nil
 	case strings.HasPrefix(cfg.Store, "postgres://") || strings.HasPrefix(cfg.Store, "postgresql://"):
-		return pgstore.Open(ctx, cfg.Store, pgstore.Options{Options: sopts})
+		s, err := pgstore.Open(ctx, cfg.Store, pgstore.Options{Options: sopts})
+		if err != nil {
+			// pgx errors may quote the connection string.
+			return nil, RedactError(fmt.Errorf("daemon: opening the PostgreSQL store %q: %w", RedactDSN(cfg.Store), err))
+		}
+		return s, nil
 	}
-	return nil, fmt.Errorf("%w: store %q: want pebble, memory or postgres://…", ErrConfig, cfg.Store)
+	return nil, fmt.Errorf("%w: store %q: want pebble, memory or postgres://…", ErrConfig, RedactDSN(cfg.Store))
 }
 
 // storeLimits are the store's limits: defaults, and the per-provider cap.
@@ -458,7 +481,13 @@ func (d *Daemon) APIAddr() net.Addr {
 
 // Close stops accepting requests, lets in-flight API requests finish (up to
 // 10 s), stops the jobs and the node, and flushes and closes the store.
+//
+// Close is safe on a daemon that Start left half-built (it closes only what
+// was opened) and on a nil *Daemon.
 func (d *Daemon) Close() error {
+	if d == nil {
+		return nil
+	}
 	d.once.Do(func() {
 		var errs []error
 		if d.apiSrv != nil {
