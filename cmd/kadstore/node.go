@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,6 +34,18 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var listen, bootstrap multiFlag
 	fs.StringVar(&cfg.DataDir, "data", "./kadstore-data", "data directory: identity key, Pebble store, job state")
 	fs.StringVar(&cfg.Store, "store", "pebble", "record store: pebble (in --data), memory, or a postgres://… DSN")
+	fs.Func("min-free-space", "pebble: free disk space kept in reserve, in MiB; below it new records are refused (API 507) until space is freed (default 1% of the filesystem, 16 to 1024 MiB; -1: no check)", func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return err
+		}
+		if n < 0 {
+			cfg.MinFreeSpace = -1
+		} else {
+			cfg.MinFreeSpace = n << 20
+		}
+		return nil
+	})
 	fs.BoolVar(&cfg.Sync, "sync", false, "pebble: fsync every write before acknowledging it, so that it survives power loss (without it, acknowledged writes survive a crash of the process but not of the machine)")
 	fs.Var(&listen, "listen", "listen multiaddr (repeatable; default TCP and QUIC on port 4001, all interfaces)")
 	fs.Var(&bootstrap, "bootstrap", `bootstrap peer multiaddr with /p2p (repeatable; default the public Amino DHT peers; "none" for an isolated node)`)

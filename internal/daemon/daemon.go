@@ -75,6 +75,11 @@ type Config struct {
 	// (pebblestore.Options.Sync): acknowledged writes then survive power
 	// loss, not only a crash of the process.
 	Sync bool
+	// MinFreeSpace is the free disk space a Pebble store keeps in reserve:
+	// below it, writes that add records fail with store.ErrNoSpace until
+	// space is freed (pebblestore.Options.MinFreeSpace). 0: the default
+	// (1 % of the filesystem, 16 MiB to 1 GiB); negative: no check.
+	MinFreeSpace int64
 	// Listen addresses; default DefaultListen.
 	Listen []string
 	// Bootstrap peers; nil means DefaultBootstrap, an empty non-nil slice none.
@@ -330,7 +335,7 @@ func openStore(ctx context.Context, cfg Config, self peer.ID, log *slog.Logger) 
 	switch {
 	case cfg.Store == "" || cfg.Store == "pebble":
 		dir := filepath.Join(cfg.DataDir, "store")
-		s, err := pebblestore.Open(dir, pebblestore.Options{Options: sopts, IndexedPeers: []peer.ID{self}, Sync: cfg.Sync})
+		s, err := pebblestore.Open(dir, pebblestore.Options{Options: sopts, IndexedPeers: []peer.ID{self}, Sync: cfg.Sync, MinFreeSpace: cfg.MinFreeSpace})
 		if errors.Is(err, pebblestore.ErrLocked) {
 			return nil, fmt.Errorf("%w: %v", ErrLocked, err)
 		}
