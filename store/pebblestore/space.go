@@ -20,10 +20,13 @@ import (
 // PutValue) with store.ErrNoSpace while the disk's free space is below
 //
 //	reserve + 1.125 × the bytes of the live write-ahead log
+//	        (+ 1.1 × MemTableSize with Options.Sync)
 //
 // where reserve is Options.MinFreeSpace (default 1 % of the filesystem,
 // at least 16 MiB and at most 1 GiB): the live log is what the next flush
-// writes, and the reserve is left for compactions and for the operator.
+// writes, the reserve is left for compactions and for the operator, and
+// with Sync pebble preallocates each new log (1.1 memtables; without Sync
+// the store turns preallocation off, durability.go).
 // Deletions (RemoveProvider, DeleteValue, Expire) are still taken: they
 // free space. Reads are served throughout. The free space is read again
 // once the writes since the last reading may have used a quarter of the
@@ -47,6 +50,8 @@ type spaceGuard struct {
 	reserve int64 // Options.MinFreeSpace; 0 for the default, < 0 for none
 	f       *faults
 	walSize func() int64
+	// prealloc is what pebble preallocates for a new log (Sync only).
+	prealloc int64
 
 	// budget is the bytes that may be written before the next reading.
 	budget atomic.Int64
@@ -57,8 +62,8 @@ type spaceGuard struct {
 	off       bool          // the filesystem reports no usage: no check
 }
 
-func newSpaceGuard(fs vfs.FS, dir string, reserve int64, f *faults, walSize func() int64) *spaceGuard {
-	g := &spaceGuard{fs: fs, dir: dir, reserve: reserve, f: f, walSize: walSize, recheck: spaceRecheck}
+func newSpaceGuard(fs vfs.FS, dir string, reserve, prealloc int64, f *faults, walSize func() int64) *spaceGuard {
+	g := &spaceGuard{fs: fs, dir: dir, reserve: reserve, prealloc: prealloc, f: f, walSize: walSize, recheck: spaceRecheck}
 	if reserve < 0 {
 		g.off = true
 		g.budget.Store(math.MaxInt64)
@@ -96,11 +101,11 @@ func (g *spaceGuard) check() error {
 		reserve = min(max(int64(du.TotalBytes)/100, minDefaultReserve), maxDefaultReserve)
 	}
 	wal := g.walSize()
-	need := reserve + wal + wal/8
+	need := reserve + wal + wal/8 + g.prealloc
 	room := int64(du.AvailBytes) - need
 	if room <= 0 {
 		why := fmt.Sprintf("writes refused: %d MiB free on the store's disk, below the %d MiB kept in reserve plus %d MiB to flush the write-ahead log",
-			du.AvailBytes>>20, reserve>>20, (wal+wal/8)>>20)
+			du.AvailBytes>>20, reserve>>20, (wal+wal/8+g.prealloc)>>20)
 		g.f.noSpaceWhy.Store(&why)
 		if !g.f.noSpace.Swap(true) {
 			g.f.log.Warn("pebblestore: "+why+"; reads are served, and writes are taken again once space is freed", "dir", g.dir)

@@ -166,7 +166,11 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 		stop:      make(chan struct{}),
 		faults:    f,
 	}
-	s.space = newSpaceGuard(opts.FS, dir, opts.MinFreeSpace, f, func() int64 { return int64(db.Metrics().WAL.Size) })
+	var prealloc int64
+	if opts.Sync {
+		prealloc = opts.MemTableSize + opts.MemTableSize/10
+	}
+	s.space = newSpaceGuard(opts.FS, dir, opts.MinFreeSpace, prealloc, f, func() int64 { return int64(db.Metrics().WAL.Size) })
 	if walDamaged != nil {
 		f.wal = walDamaged.String()
 		f.lostLog.Store(walDamaged.lostWrites)
