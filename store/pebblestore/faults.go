@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,8 +57,12 @@ type faults struct {
 	log *slog.Logger
 
 	mu sync.Mutex
-	// files are the damaged files reported, in the order met.
-	files []string
+	// files are the damaged files reported, in the order met, and ranges
+	// the key range of each (inclusive; nil when pebble gave none).
+	files  []string
+	ranges [][2][]byte
+	// nDamaged is len(files), read without the lock.
+	nDamaged atomic.Int32
 	// failed is the fatal error that stopped writes; nil while healthy.
 	failed error
 	// wal describes damage found in the write-ahead log at Open.
@@ -87,12 +92,37 @@ func (f *faults) dataCorruption(info pebble.DataCorruptionInfo) {
 	known := slices.Contains(f.files, info.Path)
 	if !known {
 		f.files = append(f.files, info.Path)
+		var r [2][]byte
+		if len(info.Bounds.Start) > 0 || len(info.Bounds.End.Key) > 0 {
+			r = [2][]byte{bytes.Clone(info.Bounds.Start), bytes.Clone(info.Bounds.End.Key)}
+		}
+		f.ranges = append(f.ranges, r)
+		f.nDamaged.Store(int32(len(f.files)))
 	}
 	f.mu.Unlock()
 	if !known {
 		f.log.Error("pebblestore: damaged file: reads of the keys it holds fail with store.ErrCorrupt, the other keys are served; run kadstore check",
 			"file", info.Path, "error", firstLine(info.Details))
 	}
+}
+
+// inDamaged reports whether key lies in the key range of a damaged file
+// (or any file was reported damaged without one).
+func (f *faults) inDamaged(key []byte) bool {
+	if f.nDamaged.Load() == 0 {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.ranges {
+		if r[0] == nil && r[1] == nil {
+			return true
+		}
+		if bytes.Compare(key, r[0]) >= 0 && (len(r[1]) == 0 || bytes.Compare(key, r[1]) <= 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // backgroundError logs an error of a flush or compaction. Pebble retries

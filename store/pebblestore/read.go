@@ -112,14 +112,19 @@ func (s *Store) Providers(ctx context.Context, key []byte, limit int) (_ []store
 // after reset, through an iterator that does not use the filters: a
 // damaged filter or index block then costs nothing (pebble reports the
 // file all the same); only a damaged data block holding the key does.
+//
+// A key in the range of a file known to be damaged goes the second way at
+// once: pebble's error for a damaged block costs more than the read.
 func (s *Store) eachProvider(it *pebble.Iterator, prefix []byte, reset func(), f func(p, v []byte) bool) error {
-	err := walkProviders(it, it.SeekPrefixGE(prefix), f)
-	if err == nil || !pebble.IsCorruptionError(err) {
-		return err
+	if !s.faults.inDamaged(prefix) {
+		err := walkProviders(it, it.SeekPrefixGE(prefix), f)
+		if err == nil || !pebble.IsCorruptionError(err) {
+			return err
+		}
+		reset()
 	}
-	reset()
-	plain, perr := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
-	if perr != nil {
+	plain, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
 		return err
 	}
 	defer plain.Close()
