@@ -63,8 +63,9 @@ type faults struct {
 	ranges [][2][]byte
 	// nDamaged is len(files), read without the lock.
 	nDamaged atomic.Int32
-	// failed is the fatal error that stopped writes; nil while healthy.
-	failed error
+	// failed holds the fatal error that stopped writes; nil while healthy.
+	// Every write reads it, so it is not under mu.
+	failed atomic.Pointer[error]
 	// wal describes damage found in the write-ahead log at Open.
 	wal string
 
@@ -139,18 +140,15 @@ func (f *faults) backgroundError(err error) {
 
 // fail marks the store failed: writes are refused from now on.
 func (f *faults) fail(err error) {
-	f.mu.Lock()
-	if f.failed == nil {
-		f.failed = err
-	}
-	f.mu.Unlock()
+	f.failed.CompareAndSwap(nil, &err)
 }
 
 // failure returns the error that stopped writes, or nil.
 func (f *faults) failure() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.failed
+	if p := f.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // checkWritable returns the error a write gets on a failed store.
@@ -186,11 +184,11 @@ func (f *faults) health() store.Health {
 	if f.wal != "" {
 		h.Problems = append(h.Problems, f.wal)
 	}
-	if f.failed != nil {
-		h.Failed = true
-		h.Problems = append(h.Problems, "writes stopped after a fatal error: "+f.failed.Error())
-	}
 	f.mu.Unlock()
+	if err := f.failure(); err != nil {
+		h.Failed = true
+		h.Problems = append(h.Problems, "writes stopped after a fatal error: "+err.Error())
+	}
 	h.CorruptReads = f.corruptReads.Load()
 	if h.CorruptReads > 0 && h.CorruptFiles == 0 {
 		h.Problems = append(h.Problems, fmt.Sprintf("%d reads met damaged data", h.CorruptReads))
