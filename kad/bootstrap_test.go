@@ -1,11 +1,9 @@
 package kad_test
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,26 +13,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/kadstore/kadstore/internal/p2ptest"
+	"github.com/kadstore/kadstore/internal/testkit"
 	"github.com/kadstore/kadstore/kad"
 )
 
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.SyncBuffer
 
 // A node whose bootstrap peer is down reports the failure, warns with the
 // peer tried, keeps retrying, joins once the peer comes up, and bootstraps

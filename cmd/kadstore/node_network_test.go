@@ -1,35 +1,18 @@
 package main_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kadstore/kadstore/internal/p2ptest"
+	"github.com/kadstore/kadstore/internal/testkit"
 )
 
-// lockedBuffer collects a process's output and may be read while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = testkit.SyncBuffer
 
 func freeTCPPort(t *testing.T) string {
 	t.Helper()

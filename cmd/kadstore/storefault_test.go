@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/kadstore/kadstore/internal/testkit"
 	"github.com/kadstore/kadstore/store"
 	"github.com/kadstore/kadstore/store/pebblestore"
 )
@@ -117,22 +118,7 @@ func TestNodeDamagedManifest(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ms, err := filepath.Glob(filepath.Join(sdir, "MANIFEST-*"))
-	if err != nil || len(ms) == 0 {
-		t.Fatalf("no MANIFEST in %s: %v", sdir, err)
-	}
-	for _, m := range ms {
-		b, err := os.ReadFile(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := 8; i < 24 && i < len(b); i++ { // the first record
-			b[i] ^= 0xA5
-		}
-		if err := os.WriteFile(m, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testkit.DamageManifest(t, sdir)
 	runFailingNode(t, dir).check(t, "manifest")
 }
 

@@ -1,36 +1,19 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/kadstore/kadstore/internal/daemon"
+	"github.com/kadstore/kadstore/internal/testkit"
 	"github.com/kadstore/kadstore/store"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.SyncBuffer
 
 // startFails starts a daemon that must fail to open its store, and returns
 // the error and the log. A panic (the nil *pebblestore.Store that Close
@@ -104,32 +87,10 @@ func TestStartDamagedManifest(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	damageManifest(t, filepath.Join(dir, "store"))
+	testkit.DamageManifest(t, filepath.Join(dir, "store"))
 	err, _ = startFails(t, config(dir))
 	t.Log(err)
 	if !strings.Contains(strings.ToLower(err.Error()), "manifest") {
 		t.Errorf("error %v does not name the MANIFEST", err)
-	}
-}
-
-// damageManifest overwrites 16 bytes of the beginning of every MANIFEST in
-// dir, where its first record is.
-func damageManifest(t *testing.T, dir string) {
-	t.Helper()
-	ms, err := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
-	if err != nil || len(ms) == 0 {
-		t.Fatalf("no MANIFEST in %s: %v", dir, err)
-	}
-	for _, m := range ms {
-		b, err := os.ReadFile(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := 8; i < 24 && i < len(b); i++ {
-			b[i] ^= 0xA5
-		}
-		if err := os.WriteFile(m, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
