@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/big"
 	"slices"
 	"strings"
 
@@ -174,33 +173,10 @@ func (c *checker) walk(ctx context.Context, what string, lower, upper []byte, f 
 		if last != nil {
 			from = last
 		}
-		if valid = c.skip(it, from, upper); !valid {
+		if valid = skipDamage(it, from, upper); !valid {
 			return nil
 		}
 	}
-}
-
-// skip seeks it to the first key after from, at distances that double
-// (keys read as numbers), that it reads without damage; false if none
-// before upper.
-func (c *checker) skip(it *pebble.Iterator, from, upper []byte) bool {
-	base := new(big.Int).SetBytes(from)
-	width := max(len(from), 1+kk) * 8
-	for shift := width - 64; shift < width; shift++ {
-		next := new(big.Int).Add(base, new(big.Int).Lsh(big.NewInt(1), uint(shift)))
-		key := next.FillBytes(make([]byte, width/8))
-		if next.BitLen() > width || bytes.Compare(key, upper) >= 0 {
-			return false
-		}
-		if it.SeekGE(key) {
-			if _, err := it.ValueAndErr(); err == nil {
-				return true
-			}
-		} else if it.Error() == nil {
-			return false
-		}
-	}
-	return false
 }
 
 // records walks the provider and value records.

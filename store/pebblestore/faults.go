@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"reflect"
 	"runtime"
 	"slices"
@@ -288,4 +289,27 @@ func (s *Store) writeErr(err error) error {
 		return s.faults.corruptRead("write", err)
 	}
 	return fmt.Errorf("pebblestore: commit: %w", err)
+}
+
+// skipDamage seeks it to the first key after from, at distances that double
+// (keys read as numbers), that it reads without damage; false if none
+// before upper.
+func skipDamage(it *pebble.Iterator, from, upper []byte) bool {
+	base := new(big.Int).SetBytes(from)
+	width := max(len(from), 1+kk) * 8
+	for shift := width - 64; shift < width; shift++ {
+		next := new(big.Int).Add(base, new(big.Int).Lsh(big.NewInt(1), uint(shift)))
+		key := next.FillBytes(make([]byte, width/8))
+		if next.BitLen() > width || bytes.Compare(key, upper) >= 0 {
+			return false
+		}
+		if it.SeekGE(key) {
+			if _, err := it.ValueAndErr(); err == nil {
+				return true
+			}
+		} else if it.Error() == nil {
+			return false
+		}
+	}
+	return false
 }

@@ -202,8 +202,25 @@ func (s *Store) rebuild(build []peer.ID, all, counts bool) error {
 		clear(pending)
 		return w.commit()
 	}
-	var kbuf []byte
-	for it.First(); it.Valid(); it.Next() {
+	var kbuf, last []byte
+	for valid := it.First(); ; valid = it.Next() {
+		if !valid {
+			err := it.Error()
+			if err == nil || !pebble.IsCorruptionError(err) {
+				break
+			}
+			// Records that cannot be read cannot be indexed or counted
+			// either: step over them (kadstore check reports them).
+			s.log.Error("pebblestore: building indexes: records unreadable after a key; skipped", "after", fmt.Sprintf("%x", last), "error", firstLine(err))
+			from := last
+			if from == nil {
+				from = []byte{tagProv}
+			}
+			if !skipDamage(it, from, tagEnd(tagProv)) {
+				break
+			}
+		}
+		last = append(last[:0], it.Key()...)
 		k, p, ok := parseProvKey(it.Key())
 		if !ok {
 			continue
@@ -224,7 +241,7 @@ func (s *Store) rebuild(build []peer.ID, all, counts bool) error {
 			return err
 		}
 	}
-	if err := it.Error(); err != nil {
+	if err := it.Error(); err != nil && !pebble.IsCorruptionError(err) {
 		return fmt.Errorf("pebblestore: %w", err)
 	}
 	if counts {
