@@ -63,10 +63,17 @@ func (s *Store) Expire(ctx context.Context, now time.Time, limit int) (removed i
 			}
 			n, next, err := s.expireChunk(lower, rg[1], min(expireChunk, limit-removed))
 			removed += n
-			if err != nil {
-				if pebble.IsCorruptionError(err) && !errors.Is(err, store.ErrCorrupt) {
-					err = s.faults.corruptRead("expire", err)
+			if err != nil && (errors.Is(err, store.ErrCorrupt) || pebble.IsCorruptionError(err)) {
+				// Damage in the time index or in the records it names:
+				// step over it, so that it does not stop expiry for good.
+				// What it covers stays until kadstore check --repair.
+				s.log.Warn("pebblestore: expire steps over damaged data", "error", firstLine(err))
+				next, err = s.skipExpiryDamage(lower, rg[1])
+				if next != nil && bytes.Compare(next, lower) <= 0 {
+					next = nil // no progress: give up on the range for this call
 				}
+			}
+			if err != nil {
 				return removed, err
 			}
 			if next == nil {
@@ -76,6 +83,20 @@ func (s *Store) Expire(ctx context.Context, now time.Time, limit int) (removed i
 		}
 	}
 	return removed, nil
+}
+
+// skipExpiryDamage returns the first time-index key in [lower, upper),
+// after lower, that reads without damage; nil if there is none.
+func (s *Store) skipExpiryDamage(lower, upper []byte) ([]byte, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	if !skipDamage(it, lower, upper) {
+		return nil, nil
+	}
+	return bytes.Clone(it.Key()), nil
 }
 
 // floorMillis returns the Unix millisecond at or before t.
@@ -210,6 +231,7 @@ func (t *txn) removeDue(entries []expiryEntry, max int) (n, done int, err error)
 		}
 		group := entries[i:j]
 		copy(prefix[1:], e.k[:expiryKadLen])
+		var readErr error
 		for valid := seekForward(it, prefix[:]); valid; valid = it.Next() {
 			key := it.Key()
 			if !bytes.HasPrefix(key, prefix[:]) {
@@ -221,7 +243,8 @@ func (t *txn) removeDue(entries []expiryEntry, max int) (n, done int, err error)
 			}
 			due, err := dueIn(group, p, it)
 			if err != nil {
-				return n, i, err
+				readErr = err
+				break
 			}
 			if !due {
 				continue
@@ -234,8 +257,19 @@ func (t *txn) removeDue(entries []expiryEntry, max int) (n, done int, err error)
 			}
 			n++
 		}
-		if err := it.Error(); err != nil {
-			return n, i, fmt.Errorf("pebblestore: %w", err)
+		if readErr == nil {
+			readErr = it.Error()
+		}
+		if readErr != nil {
+			if !pebble.IsCorruptionError(readErr) {
+				return n, i, fmt.Errorf("pebblestore: %w", readErr)
+			}
+			// The records of these entries cannot be read, so whether
+			// they are due cannot be told: leave them (kadstore check
+			// reports them, --repair drops them) and let the entries go
+			// with the chunk, so that the damage does not stop expiry.
+			t.s.faults.corruptRead("expire", readErr)
+			t.s.log.Warn("pebblestore: expire steps over records it cannot read", "kadkey_prefix", fmt.Sprintf("%x", e.k[:expiryKadLen]), "error", firstLine(readErr))
 		}
 		i = j
 	}
@@ -288,6 +322,12 @@ func (t *txn) removeDueValue(e expiryEntry, removed map[string]bool) (bool, erro
 	}
 	v, closer, err := t.s.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil && pebble.IsCorruptionError(err) {
+		// As for provider records (removeDue): left, the entry goes.
+		t.s.faults.corruptRead("expire", err)
+		t.s.log.Warn("pebblestore: expire steps over a value record it cannot read", "kadkey", e.k.String(), "error", firstLine(err))
 		return false, nil
 	}
 	if err != nil {

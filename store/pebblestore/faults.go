@@ -291,19 +291,29 @@ func (s *Store) writeErr(err error) error {
 	return fmt.Errorf("pebblestore: commit: %w", err)
 }
 
-// skipDamage seeks it to the first key after from, at distances that double
-// (keys read as numbers), that it reads without damage; false if none
-// before upper.
+// skipDamage seeks it to the first key after from that it reads without
+// damage, before upper, and reports whether there is one. It tries keys at
+// distances that double, reading the first bytes of keys that matter for
+// order (skipUnit of the key's tag) as a number: from one unit in their last
+// byte up to the top.
 func skipDamage(it *pebble.Iterator, from, upper []byte) bool {
-	base := new(big.Int).SetBytes(from)
-	width := max(len(from), 1+kk) * 8
-	for shift := width - 64; shift < width; shift++ {
+	unit := skipUnit(from)
+	padded := make([]byte, unit)
+	copy(padded, from)
+	base := new(big.Int).SetBytes(padded)
+	for shift := 0; shift < unit*8; shift++ {
 		next := new(big.Int).Add(base, new(big.Int).Lsh(big.NewInt(1), uint(shift)))
-		key := next.FillBytes(make([]byte, width/8))
-		if next.BitLen() > width || bytes.Compare(key, upper) >= 0 {
+		if next.BitLen() > unit*8 {
+			return false
+		}
+		key := next.FillBytes(make([]byte, unit))
+		if bytes.Compare(key, upper) >= 0 {
 			return false
 		}
 		if it.SeekGE(key) {
+			if bytes.Compare(it.Key(), from) <= 0 {
+				continue // clamped to the iterator's lower bound
+			}
 			if _, err := it.ValueAndErr(); err == nil {
 				return true
 			}
@@ -312,4 +322,20 @@ func skipDamage(it *pebble.Iterator, from, upper []byte) bool {
 		}
 	}
 	return false
+}
+
+// skipUnit is how many leading bytes of a key skipDamage steps through:
+// tag and Kademlia key for records, tag, expiry, kind and key prefix for
+// time-index entries, the whole key otherwise.
+func skipUnit(key []byte) int {
+	if len(key) == 0 {
+		return 1 + kk
+	}
+	switch key[0] {
+	case tagProv, tagValue:
+		return 1 + kk
+	case tagExpiry:
+		return expiryHead + 4
+	}
+	return max(len(key), 1+kk)
 }

@@ -463,3 +463,28 @@ func TestDamagedManifestFailsOpen(t *testing.T) {
 		t.Fatalf("open error does not name the MANIFEST: %v", err)
 	}
 }
+
+// Damage does not stop expiry: Expire steps over what it cannot read and
+// removes every other due record.
+func TestExpireStepsOverDamage(t *testing.T) {
+	ctx := context.Background()
+	dir, opts, n, now := damagedStore(t)
+	s, err := pebblestore.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	readable := 0
+	for i := range n {
+		if got, err := s.Providers(ctx, ackProvider(i*5, now).Key, 0); err == nil && len(got) == 1 {
+			readable++
+		}
+	}
+	removed, err := s.Expire(ctx, now.Add(48*time.Hour), 0)
+	if err != nil {
+		t.Fatalf("expire over a damaged store: %d removed, %v", removed, err)
+	}
+	if removed < readable*99/100 || removed > int(n) {
+		t.Fatalf("expire removed %d; %d of %d records were readable", removed, readable, n)
+	}
+}
