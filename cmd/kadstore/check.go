@@ -76,8 +76,12 @@ func salvage(ctx context.Context, data, dst string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("salvage: %w", err)
 	}
-	fmt.Fprintf(stdout, "salvaged into %s: %d provider records, %d value records (live ones); %d damaged ranges or records skipped\n",
-		sdst, sr.ProviderRecords, sr.ValueRecords, sr.Skipped)
+	how := ""
+	if sr.FromFiles {
+		how = ", read from the sstables and logs one by one (the store does not open)"
+	}
+	fmt.Fprintf(stdout, "salvaged into %s: %d provider records, %d value records (live ones)%s; %d damaged ranges or records skipped\n",
+		sdst, sr.ProviderRecords, sr.ValueRecords, how, sr.Skipped)
 	rep, err := pebblestore.Check(ctx, sdst, pebblestore.Options{})
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strings"
 
@@ -341,28 +342,48 @@ type SalvageReport struct {
 	// FromLog counts the records recovered from damaged write-ahead logs
 	// Open kept (those after the damage, which its replay dropped).
 	FromLog int64
+	// FromFiles is set when the store did not open and the records were
+	// read from its sstables and logs one by one (salvage.go).
+	FromFiles bool
 }
 
 // Salvage copies every live record it can read from the store in src into a
 // new store in dst (which must not hold one), stepping over damage, as
 // `kadstore check --repair` does. The new store has every index and count
-// built afresh, and the peer indexes src had. opts configure both stores.
+// built afresh, and the peer indexes src had (or opts asks for). A store
+// that does not open (a damaged MANIFEST) is read file by file instead
+// (salvage.go). opts configure both stores.
 func Salvage(ctx context.Context, src, dst string, opts Options) (*SalvageReport, error) {
 	opts.EnsureDefaults()
-	ropts := opts
-	ropts.ReadOnly = true
-	from, err := Open(src, ropts)
-	if err != nil {
-		return nil, err
-	}
-	defer from.Close()
 	if ok, err := dirEmpty(opts, dst); err != nil {
 		return nil, err
 	} else if !ok {
 		return nil, fmt.Errorf("pebblestore: salvage: %s is not empty", dst)
 	}
+	ropts := opts
+	ropts.ReadOnly = true
+	from, err := Open(src, ropts)
 	wopts := opts
 	wopts.ReadOnly = false
+	switch {
+	case errors.Is(err, ErrLocked), errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	case err != nil:
+		// The store does not open: read its files one by one
+		// (salvage.go), with the peer indexes opts asks for.
+		opts.Logger.Warn("pebblestore: the store does not open; salvaging from its sstables and logs", "dir", src, "error", firstLine(err))
+		to, err := Open(dst, wopts)
+		if err != nil {
+			return nil, err
+		}
+		rep := &SalvageReport{FromFiles: true}
+		if err := salvageFiles(ctx, opts, src, to, rep); err != nil {
+			to.Close()
+			return nil, err
+		}
+		return rep, to.Close()
+	}
+	defer from.Close()
 	wopts.IndexAllPeers = from.indexAll
 	for p := range from.indexed {
 		wopts.IndexedPeers = append(wopts.IndexedPeers, p)
@@ -416,44 +437,16 @@ func salvageLogs(ctx context.Context, from, to *Store, rep *SalvageReport) error
 	if err != nil {
 		return err
 	}
-	now := to.now()
-	var applyErr error
 	for path, num := range kept {
+		var applyErr error
 		_, err := scanWAL(from.opts.FS, path, num, func(repr []byte) {
+			if applyErr != nil {
+				return
+			}
 			provs, vals := lostRecords(repr)
-			for _, r := range provs {
-				if applyErr != nil || !to.limits.Live(r.Expires, now) {
-					continue
-				}
-				have, err := to.Providers(ctx, r.Key, 0)
-				if err != nil {
-					applyErr = err
-					continue
-				}
-				i := slices.IndexFunc(have, func(h store.ProviderRecord) bool { return h.Provider == r.Provider })
-				if i >= 0 && !have[i].Expires.Before(r.Expires) {
-					continue
-				}
-				if err := to.AddProviders(ctx, r); err != nil {
-					applyErr = err
-					continue
-				}
-				rep.FromLog++
-			}
-			for _, r := range vals {
-				if applyErr != nil || !to.limits.Live(r.Expires, now) {
-					continue
-				}
-				have, err := to.GetValue(ctx, r.Key)
-				if err == nil && !have.Expires.Before(r.Expires) {
-					continue
-				}
-				if err := to.PutValue(ctx, r); err != nil {
-					applyErr = err
-					continue
-				}
-				rep.FromLog++
-			}
+			np, nv, err := applyIfNewer(ctx, to, provs, vals)
+			rep.FromLog += np + nv
+			applyErr = err
 		})
 		if err != nil {
 			return fmt.Errorf("pebblestore: salvage %s: %w", path, err)

@@ -462,6 +462,28 @@ func TestDamagedManifestFailsOpen(t *testing.T) {
 	} else if !strings.Contains(err.Error(), "manifest") && !strings.Contains(err.Error(), "MANIFEST") {
 		t.Fatalf("open error does not name the MANIFEST: %v", err)
 	}
+
+	// Salvage reads the sstables and logs without the MANIFEST.
+	dst := filepath.Join(t.TempDir(), "salvaged")
+	sr, err := pebblestore.Salvage(context.Background(), dir, dst, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sr.FromFiles || sr.ProviderRecords != 80 || sr.ValueRecords != 20 {
+		t.Fatalf("salvage without the MANIFEST: %+v", sr)
+	}
+	s, err = pebblestore.Open(dst, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	all := make([]int64, 100)
+	for i := range all {
+		all[i] = int64(i)
+	}
+	if missing := missingNumbered(t, s, all); len(missing) > 0 {
+		t.Fatalf("salvaged store misses %d records", len(missing))
+	}
 }
 
 // Damage does not stop expiry: Expire steps over what it cannot read and

@@ -69,6 +69,13 @@ func checkWAL(fs vfs.FS, dir string) (*walDamage, error) {
 // scanWAL reads the log at path (log number num), see checkWAL, and calls
 // lost (if not nil) with each commit after the damage.
 func scanWAL(fs vfs.FS, path string, num uint64, lost func(repr []byte)) (*walDamage, error) {
+	return readWAL(fs, path, num, false, lost)
+}
+
+// readWAL is scanWAL; with all, f gets the commits before the damage too
+// (every commit of a sound log).
+func readWAL(fs vfs.FS, path string, num uint64, all bool, each func(repr []byte)) (*walDamage, error) {
+	lost := each
 	f, err := fs.Open(path)
 	if err != nil {
 		return nil, err
@@ -88,7 +95,12 @@ func scanWAL(fs vfs.FS, path string, num uint64, lost func(repr []byte)) (*walDa
 	for {
 		stopAt = r.Offset()
 		rec, err := r.Next()
-		if err == nil {
+		if err == nil && all && each != nil {
+			var repr []byte
+			if repr, err = io.ReadAll(rec); err == nil {
+				each(repr)
+			}
+		} else if err == nil {
 			_, err = io.Copy(io.Discard, rec)
 		}
 		if errors.Is(err, io.EOF) {
