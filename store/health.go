@@ -12,10 +12,10 @@ type Health struct {
 	// CorruptReads counts the reads that met damage since Open (each
 	// returned ErrCorrupt or skipped records).
 	CorruptReads int64 `json:"corrupt_reads,omitempty"`
-	// LostLogRecords is the number of writes found in the write-ahead log
+	// LostLogRecords is the number of records found in the write-ahead log
 	// after a damaged part of it when the store was opened: writes the
-	// backend acknowledged and could not replay. -1 when the log was found
-	// damaged but the count is unknown.
+	// backend acknowledged and could not replay. It is a lower bound: records
+	// in damaged parts of the log cannot be counted.
 	LostLogRecords int64 `json:"lost_log_records,omitempty"`
 	// NoSpace is set while writes are refused with ErrNoSpace.
 	NoSpace bool `json:"no_space,omitempty"`

@@ -80,6 +80,9 @@ func salvage(ctx context.Context, data, dst string, stdout io.Writer) error {
 	if sr.FromFiles {
 		how = ", read from the sstables and logs one by one (the store does not open)"
 	}
+	if sr.FromLog > 0 {
+		how += fmt.Sprintf(", and %d records from damaged write-ahead logs", sr.FromLog)
+	}
 	fmt.Fprintf(stdout, "salvaged into %s: %d provider records, %d value records (live ones)%s; %d damaged ranges or records skipped\n",
 		sdst, sr.ProviderRecords, sr.ValueRecords, how, sr.Skipped)
 	rep, err := pebblestore.Check(ctx, sdst, pebblestore.Options{})

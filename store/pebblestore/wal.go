@@ -24,12 +24,12 @@ type walDamage struct {
 	file       string
 	stopAt     int64 // offset of the first record pebble cannot read
 	size       int64
-	lostWrites int64 // records written by the commits after it
+	lostWrites int64 // records written by the readable commits after it (a lower bound)
 	lostBatch  int64 // commits (log records) after it
 }
 
 func (d walDamage) String() string {
-	return fmt.Sprintf("write-ahead log %s damaged at offset %d of %d bytes: %d records written by %d commits after it were not replayed",
+	return fmt.Sprintf("write-ahead log %s damaged at offset %d of %d bytes: the replay dropped the rest, which holds at least %d records (%d commits readable after the damage; more in damaged parts)",
 		d.file, d.stopAt, d.size, d.lostWrites, d.lostBatch)
 }
 
