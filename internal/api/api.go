@@ -22,13 +22,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ipfs/boxo/ipns"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kadstore/kadstore/internal/keytext"
 	"github.com/kadstore/kadstore/internal/ndjson"
 	"github.com/kadstore/kadstore/store"
 )
@@ -296,27 +296,10 @@ type RecordsResponse struct {
 	Value     *ndjson.Line  `json:"value,omitempty"`
 }
 
-// ParseKey turns the text form of a record key into the store's key: a CID
-// names its multihash (provider records); a key that starts with "/" is a
-// value record key (/pk/…, /ipns/…), where an /ipns/ name may be written as
-// its CID or peer ID form.
-func ParseKey(s string) (key []byte, isValue bool, err error) {
-	if strings.HasPrefix(s, "/ipns/") {
-		name, err := ipns.NameFromString(s)
-		if err != nil {
-			return nil, true, fmt.Errorf("bad IPNS name %q: %w", s, err)
-		}
-		return name.RoutingKey(), true, nil
-	}
-	if strings.HasPrefix(s, "/") {
-		return []byte(s), true, nil
-	}
-	c, err := cid.Decode(s)
-	if err != nil {
-		return nil, false, fmt.Errorf("bad key %q: not a CID, nor a /-prefixed value key: %w", s, err)
-	}
-	return c.Hash(), false, nil
-}
+// ParseKey turns the printed form of a record key into the store's key
+// (keytext.Parse): a CID names its multihash (provider records); a key that
+// starts with "/" is a value record key (/pk/…, /ipns/…).
+func ParseKey(s string) (key []byte, isValue bool, err error) { return keytext.Parse(s) }
 
 func (a *api) records(w http.ResponseWriter, r *http.Request) {
 	key, isValue, err := ParseKey(r.URL.Query().Get("key"))
