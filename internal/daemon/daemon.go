@@ -253,7 +253,8 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
 		return d, err
 	}
 	d.Store = st
-	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newRecordsCollector(st))
 	if hr, ok := st.(store.HealthReporter); ok {
 		d.Registry.MustRegister(healthCollectors(hr)...)
 		if h := hr.Health(); h.Degraded() {

@@ -289,16 +289,8 @@ func Import(ctx context.Context, s store.Store, r io.Reader, progress Progress) 
 }
 
 // isRecordError reports whether err is about the record itself (so the record
-// is skipped) rather than about the store (so the import stops).
+// is skipped) rather than about the store (so the import stops): a store
+// rejection, except a full store, which every later record would meet too.
 func isRecordError(err error) bool {
-	for _, e := range []error{
-		store.ErrEmptyKey, store.ErrKeyTooLarge, store.ErrInvalidPeer, store.ErrValueTooLarge,
-		store.ErrTooManyAddrs, store.ErrExpired, store.ErrTTLTooLong, store.ErrTooManyProviders,
-		store.ErrProviderFull,
-	} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
+	return store.IsRejection(err) && !errors.Is(err, store.ErrStoreFull)
 }
