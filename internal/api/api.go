@@ -9,12 +9,14 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipfs/boxo/ipns"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -470,17 +473,40 @@ func (a *api) allowed(r *http.Request) bool {
 }
 
 // guardRouting applies the access rule to the mutating routing endpoints and
-// caps request bodies.
+// caps request bodies: MaxBody, and ipns.MaxRecordSize for an IPNS record,
+// beyond which boxo's server would read a truncated record and answer 400.
+// A body over its cap is 413, whether its length was declared or not.
 func (a *api) guardRouting(h http.Handler) http.Handler {
-	m := a.mutating(h)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	// The access rule first: a client that may not write cannot make the
+	// node read its body.
+	m := a.mutating(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limit := int64(MaxBody)
+		if strings.HasPrefix(r.URL.Path, "/routing/v1/ipns/") {
+			limit = int64(ipns.MaxRecordSize)
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
-			withStatusHint(m, w, r)
+		if r.ContentLength > limit {
+			writeError(w, http.StatusRequestEntityTooLarge, "body larger than %d bytes", limit)
 			return
 		}
+		if r.Body != nil {
+			b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "body: %v", err)
+				return
+			}
+			if int64(len(b)) > limit {
+				writeError(w, http.StatusRequestEntityTooLarge, "body larger than %d bytes", limit)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
 		h.ServeHTTP(w, r)
+	}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
+			h.ServeHTTP(w, r)
+			return
+		}
+		withStatusHint(m, w, r)
 	})
 }
