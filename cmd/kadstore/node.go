@@ -15,6 +15,7 @@ import (
 	"github.com/kadstore/kadstore/internal/daemon"
 	"github.com/kadstore/kadstore/internal/datadir"
 	"github.com/kadstore/kadstore/kad"
+	"github.com/kadstore/kadstore/store/pgstore"
 )
 
 var nodeCommand = command{
@@ -35,6 +36,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var listen, bootstrap multiFlag
 	fs.StringVar(&cfg.DataDir, "data", datadir.Default, "data directory: identity key, Pebble store, job state, and the API address while the node runs")
 	fs.StringVar(&cfg.Store, "store", "pebble", "record store: pebble (in --data), memory, or a postgres://… DSN")
+	fs.StringVar(&cfg.PostgresSchema, "pg-schema", pgstore.DefaultSchema, "postgres: the schema holding the store's tables (nodes sharing records use the same one)")
 	fs.Func("min-free-space", "pebble: free disk space kept in reserve, in MiB; below it new records are refused (API 507) until space is freed (default 1% of the filesystem, 16 to 1024 MiB; -1: no check)", func(v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {

@@ -69,6 +69,9 @@ type Config struct {
 	// Store is "pebble" (default: DataDir/store), "memory", or a
 	// postgres:// DSN.
 	Store string
+	// PostgresSchema is the schema a postgres:// store keeps its tables in
+	// (pgstore.Options.Schema); default pgstore.DefaultSchema.
+	PostgresSchema string
 	// Sync makes a Pebble store fsync every write before acknowledging it
 	// (pebblestore.Options.Sync): acknowledged writes then survive power
 	// loss, not only a crash of the process.
@@ -378,7 +381,7 @@ func openStore(ctx context.Context, cfg Config, lock *datadir.Lock, self peer.ID
 	case cfg.Store == "memory":
 		return memstore.New(sopts), nil
 	case strings.HasPrefix(cfg.Store, "postgres://") || strings.HasPrefix(cfg.Store, "postgresql://"):
-		s, err := pgstore.Open(ctx, cfg.Store, pgstore.Options{Options: sopts})
+		s, err := pgstore.Open(ctx, cfg.Store, pgstore.Options{Options: sopts, Schema: cfg.PostgresSchema})
 		if err != nil {
 			// pgx errors may quote the connection string.
 			return nil, RedactError(fmt.Errorf("daemon: opening the PostgreSQL store %q: %w", RedactDSN(cfg.Store), err))
