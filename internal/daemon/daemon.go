@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -195,44 +196,10 @@ type Daemon struct {
 // Start opens the data directory and starts the node. On error everything
 // already opened is closed again.
 func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
-	if cfg.DataDir == "" {
-		cfg.DataDir = datadir.Default
-	}
-	if cfg.Listen == nil {
-		cfg.Listen = DefaultListen
-	}
-	if cfg.Bootstrap == nil {
-		cfg.Bootstrap = DefaultBootstrap
-	}
-	if cfg.API == "" {
-		cfg.API = DefaultAPI
-	}
-	if err := ensureJobDefaults(&cfg); err != nil {
-		return nil, err
-	}
-	if cfg.ProtocolPrefix == "" {
-		cfg.ProtocolPrefix = "/ipfs"
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	mode, err := parseMode(cfg.Mode)
+	p, err := cfg.prepare()
 	if err != nil {
 		return nil, err
 	}
-	bootstrap, err := parsePeers(cfg.Bootstrap)
-	if err != nil {
-		return nil, err
-	}
-	for _, j := range cfg.DisableJobs {
-		if !slices.Contains(JobNames, j) {
-			return nil, fmt.Errorf("%w: unknown job %q (jobs: %s)", ErrConfig, j, strings.Join(JobNames, ", "))
-		}
-	}
-
-	// Every log line of the daemon and of what it builds goes through
-	// RedactDSN: a pgx error may quote the connection string.
-	cfg.Logger = redactLogger(cfg.Logger)
 	d = &Daemon{cfg: cfg, log: cfg.Logger, Registry: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -240,62 +207,11 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
 			d = nil
 		}
 	}()
-	if d.lock, err = datadir.New(cfg.DataDir).Lock(); err != nil {
-		return d, err
-	}
-	// An address left by a node that was killed is not ours.
-	if err := d.lock.WithdrawAPI(); err != nil {
-		return d, err
-	}
-	key, self, created, err := d.lock.Dir().Identity()
+	key, created, err := d.openDataDir(ctx)
 	if err != nil {
 		return d, err
 	}
-	st, err := openStore(ctx, cfg, d.lock, self, d.log)
-	if err != nil {
-		return d, err
-	}
-	d.Store = st
-	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newRecordsCollector(st))
-	if hr, ok := st.(store.HealthReporter); ok {
-		d.Registry.MustRegister(healthCollectors(hr)...)
-		if h := hr.Health(); h.Degraded() {
-			d.log.Warn("the store opened degraded: see /healthz and /v1/stats", "problems", h.Problems)
-		}
-	}
-
-	hostOpts, err := d.hostOptions(protocol.ID(cfg.ProtocolPrefix) + "/kad/1.0.0")
-	if err != nil {
-		return d, err
-	}
-	d.Host, err = libp2p.New(append([]libp2p.Option{libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.Listen...)}, hostOpts...)...)
-	if err != nil {
-		return d, fmt.Errorf("daemon: libp2p host: %w", err)
-	}
-	opts := []kad.Option{
-		kad.Mode(mode),
-		kad.ProtocolPrefix(protocol.ID(cfg.ProtocolPrefix)),
-		kad.Registerer(d.Registry),
-		kad.Logger(d.log),
-		kad.BootstrapPeers(bootstrap...),
-		kad.MaxProviderAddrs(storeLimits(cfg).MaxAddrs),
-	}
-	if cfg.PeerWriteRate != 0 || cfg.PeerWriteBurst != 0 {
-		rate, burst := cfg.PeerWriteRate, cfg.PeerWriteBurst
-		if rate == 0 {
-			rate = kad.DefaultPeerWriteRate
-		}
-		if burst == 0 {
-			burst = kad.DefaultPeerWriteBurst
-		}
-		opts = append(opts, kad.PeerWriteLimit(rate, burst))
-	}
-	if !cfg.AllowPrivateAddrs {
-		opts = append(opts, kad.AddressFilter(kad.PublicAddrs))
-	}
-	d.Node, err = kad.New(d.Host, d.Store, append(opts, cfg.KadOptions...)...)
-	if err != nil {
+	if err := d.startNode(key, p); err != nil {
 		return d, err
 	}
 	if created {
@@ -316,9 +232,9 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
 			return d, fmt.Errorf("daemon: publishing the API address: %w", err)
 		}
 	}
-	logMode(d.log, mode, cfg.Listen)
+	logMode(d.log, p.mode, cfg.Listen)
 	d.wg.Go(func() {
-		if len(bootstrap) == 0 {
+		if len(p.bootstrap) == 0 {
 			d.log.Info("no bootstrap peers: the node joins a network only when peers connect to it")
 			return
 		}
@@ -326,6 +242,118 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
 		_ = d.Node.Bootstrap(runCtx)
 	})
 	return d, nil
+}
+
+// parsed is what Config.prepare parses out of a configuration.
+type parsed struct {
+	mode      kad.ModeOpt
+	bootstrap []peer.AddrInfo
+}
+
+// prepare fills the zero fields of cfg with their defaults and checks it.
+// Every log line of the daemon and of what it builds goes through RedactDSN
+// from then on: a pgx error may quote the connection string.
+func (cfg *Config) prepare() (parsed, error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = datadir.Default
+	}
+	if cfg.Listen == nil {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.Bootstrap == nil {
+		cfg.Bootstrap = DefaultBootstrap
+	}
+	if cfg.API == "" {
+		cfg.API = DefaultAPI
+	}
+	if cfg.ProtocolPrefix == "" {
+		cfg.ProtocolPrefix = "/ipfs"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Logger = redactLogger(cfg.Logger)
+	if err := ensureJobDefaults(cfg); err != nil {
+		return parsed{}, err
+	}
+	for _, j := range cfg.DisableJobs {
+		if !slices.Contains(JobNames, j) {
+			return parsed{}, fmt.Errorf("%w: unknown job %q (jobs: %s)", ErrConfig, j, strings.Join(JobNames, ", "))
+		}
+	}
+	var p parsed
+	var err error
+	if p.mode, err = parseMode(cfg.Mode); err != nil {
+		return parsed{}, err
+	}
+	if p.bootstrap, err = parsePeers(cfg.Bootstrap); err != nil {
+		return parsed{}, err
+	}
+	return p, nil
+}
+
+// openDataDir locks the data directory, loads (or creates) the identity and
+// opens the store, with its metrics.
+func (d *Daemon) openDataDir(ctx context.Context) (key crypto.PrivKey, created bool, err error) {
+	if d.lock, err = datadir.New(d.cfg.DataDir).Lock(); err != nil {
+		return nil, false, err
+	}
+	// An address left by a node that was killed is not ours.
+	if err := d.lock.WithdrawAPI(); err != nil {
+		return nil, false, err
+	}
+	key, self, created, err := d.lock.Dir().Identity()
+	if err != nil {
+		return nil, false, err
+	}
+	if d.Store, err = openStore(ctx, d.cfg, d.lock, self, d.log); err != nil {
+		return nil, false, err
+	}
+	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newRecordsCollector(d.Store))
+	if hr, ok := d.Store.(store.HealthReporter); ok {
+		d.Registry.MustRegister(healthCollectors(hr)...)
+		if h := hr.Health(); h.Degraded() {
+			d.log.Warn("the store opened degraded: see /healthz and /v1/stats", "problems", h.Problems)
+		}
+	}
+	return key, created, nil
+}
+
+// startNode starts the libp2p host with key and the Kademlia node on it.
+func (d *Daemon) startNode(key crypto.PrivKey, p parsed) error {
+	cfg := d.cfg
+	hostOpts, err := d.hostOptions(protocol.ID(cfg.ProtocolPrefix) + "/kad/1.0.0")
+	if err != nil {
+		return err
+	}
+	d.Host, err = libp2p.New(append([]libp2p.Option{libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.Listen...)}, hostOpts...)...)
+	if err != nil {
+		return fmt.Errorf("daemon: libp2p host: %w", err)
+	}
+	opts := []kad.Option{
+		kad.Mode(p.mode),
+		kad.ProtocolPrefix(protocol.ID(cfg.ProtocolPrefix)),
+		kad.Registerer(d.Registry),
+		kad.Logger(d.log),
+		kad.BootstrapPeers(p.bootstrap...),
+		kad.MaxProviderAddrs(storeLimits(cfg).MaxAddrs),
+	}
+	if cfg.PeerWriteRate != 0 || cfg.PeerWriteBurst != 0 {
+		rate, burst := cfg.PeerWriteRate, cfg.PeerWriteBurst
+		if rate == 0 {
+			rate = kad.DefaultPeerWriteRate
+		}
+		if burst == 0 {
+			burst = kad.DefaultPeerWriteBurst
+		}
+		opts = append(opts, kad.PeerWriteLimit(rate, burst))
+	}
+	if !cfg.AllowPrivateAddrs {
+		opts = append(opts, kad.AddressFilter(kad.PublicAddrs))
+	}
+	d.Node, err = kad.New(d.Host, d.Store, append(opts, cfg.KadOptions...)...)
+	return err
 }
 
 func parseMode(s string) (kad.ModeOpt, error) {
