@@ -12,12 +12,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
+	"github.com/kadstore/kadstore/internal/kadtest"
 	"github.com/kadstore/kadstore/internal/p2ptest"
 	"github.com/kadstore/kadstore/kad"
 	"github.com/kadstore/kadstore/store"
-	"github.com/kadstore/kadstore/store/memstore"
 )
 
 // newHost returns a go-libp2p host listening on loopback TCP only, closed at
@@ -27,16 +26,10 @@ func newHost(t testing.TB, opts ...libp2p.Option) host.Host {
 	return p2ptest.NewHost(t, opts...)
 }
 
-// testOpts are the node options every test uses: short timeouts, so failure
-// paths finish fast, and no periodic refresh.
-func testOpts(extra ...kad.Option) []kad.Option {
-	return append([]kad.Option{
-		kad.Mode(kad.ModeServer),
-		kad.PeerTimeout(30 * time.Second),
-		kad.RefreshInterval(0),
-	}, extra...)
-}
+// testOpts are the node options every test uses (kadtest.Options).
+func testOpts(extra ...kad.Option) []kad.Option { return kadtest.Options(extra...) }
 
+// kadNode is a kadtest.Node under the short names the tests use.
 type kadNode struct {
 	*kad.Node
 	h   host.Host
@@ -53,17 +46,8 @@ func newKadNode(t testing.TB, st store.Store, opts ...kad.Option) *kadNode {
 
 func newKadNodeOn(t testing.TB, h host.Host, st store.Store, opts ...kad.Option) *kadNode {
 	t.Helper()
-	if st == nil {
-		st = memstore.New(store.Options{})
-		t.Cleanup(func() { st.Close() })
-	}
-	reg := prometheus.NewRegistry()
-	n, err := kad.New(h, st, append(testOpts(kad.Registerer(reg)), opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	return &kadNode{Node: n, h: h, st: st, reg: reg}
+	n := kadtest.NewOn(t, h, st, opts...)
+	return &kadNode{Node: n.Node, h: n.Host, st: n.Store, reg: n.Registry}
 }
 
 // newGoNode starts a go-libp2p-kad-dht server node on a new host.
@@ -104,45 +88,11 @@ func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
-// metric returns the value of the counter or gauge name with the given
-// labels in reg, 0 if absent.
+// metric returns the sum of the counters or gauges name with the given
+// labels in reg, 0 if absent (kadtest.Metric).
 func metric(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if matchLabels(m, labels) {
-				switch {
-				case m.Counter != nil:
-					return m.Counter.GetValue()
-				case m.Gauge != nil:
-					return m.Gauge.GetValue()
-				case m.Histogram != nil:
-					return float64(m.Histogram.GetSampleCount())
-				}
-			}
-		}
-	}
-	return 0
-}
-
-func matchLabels(m *dto.Metric, want map[string]string) bool {
-	n := 0
-	for _, lp := range m.GetLabel() {
-		if v, ok := want[lp.GetName()]; ok {
-			if v != lp.GetValue() {
-				return false
-			}
-			n++
-		}
-	}
-	return n == len(want)
+	return kadtest.Metric(t, reg, name, labels)
 }
 
 func newReader(s network.Stream) *bufio.Reader { return bufio.NewReader(s) }

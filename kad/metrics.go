@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kadstore/kadstore/kad/internal/pb"
 )
 
 // Outcomes of a received message, the "outcome" label of
@@ -36,6 +38,15 @@ const (
 	reasonProviderFull     = "provider_full"     // the provider has Limits.MaxRecordsPerProvider records stored
 	reasonRateLimited      = "rate_limited"      // the sending peer is over its write rate (PeerWriteLimit)
 )
+
+// messageTypes are the "type" labels of the six message types.
+var messageTypes = func() []string {
+	var out []string
+	for t := pb.PutValue; t.Known(); t++ {
+		out = append(out, t.String())
+	}
+	return out
+}()
 
 type metrics struct {
 	received     *prometheus.CounterVec
@@ -83,6 +94,20 @@ func newMetrics(reg prometheus.Registerer, rtSize func() float64) (*metrics, err
 			Namespace: ns, Subsystem: sub, Name: "bootstrap_attempts_total",
 			Help: "Bootstrap attempts, by outcome: ok (the routing table has peers after it) or failed.",
 		}, []string{"outcome"}),
+	}
+	// Label sets known in advance start at zero, so that a dashboard sees
+	// a rate of 0 rather than no series before the first event.
+	for _, r := range []string{reasonInvalid, reasonUnknownNamespace, reasonWorse, reasonKeyMismatch,
+		reasonForeignProvider, reasonNoAddrs, reasonStoreLimit, reasonProviderFull, reasonRateLimited} {
+		m.rejected.WithLabelValues(r)
+	}
+	for _, o := range []string{"ok", "failed"} {
+		m.bootstrap.WithLabelValues(o)
+	}
+	for _, t := range messageTypes {
+		for _, o := range []string{outcomeOK, outcomeBadRequest, outcomeRejected, outcomeStoreTimeout, outcomeStoreError} {
+			m.received.WithLabelValues(t, o)
+		}
 	}
 	if reg == nil {
 		return m, nil

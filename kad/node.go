@@ -193,6 +193,15 @@ func (n *Node) Serving() bool {
 // serves now.
 func (n *Node) Mode() ModeOpt { return n.cfg.mode }
 
+// BucketSize is k: the peers each record is stored on (BucketSize option).
+func (n *Node) BucketSize() int { return n.cfg.bucketSize }
+
+// ProviderTTL is how long provider records live (ProviderTTL option).
+func (n *Node) ProviderTTL() time.Duration { return n.cfg.providerTTL }
+
+// RecordTTL is how long value records live (RecordTTL option).
+func (n *Node) RecordTTL() time.Duration { return n.cfg.recordTTL }
+
 // RoutingTable returns the node's routing table. Callers must not modify it.
 func (n *Node) RoutingTable() *kb.RoutingTable { return n.rt }
 

@@ -57,9 +57,10 @@ const (
 	// DefaultRecordTTL is how long a received value record is kept.
 	DefaultRecordTTL = 48 * time.Hour
 	// DefaultRequestTimeout bounds the handling of one inbound request,
-	// including the wait for a store slot and the store call. It is below
-	// go-libp2p-kad-dht's 10 s client read timeout, so a slow store gives the
-	// requester a reset stream before its own timeout.
+	// the wait for a store slot and the store call (writing the response
+	// has as long again). It is below go-libp2p-kad-dht's 10 s client read
+	// timeout, so a slow store gives the requester a reset stream before its
+	// own timeout.
 	DefaultRequestTimeout = 5 * time.Second
 	// DefaultStoreConcurrency bounds the store calls in flight.
 	DefaultStoreConcurrency = 64
@@ -250,8 +251,10 @@ func BootstrapPeers(peers ...peer.AddrInfo) Option {
 }
 
 // RequestTimeout bounds the handling of one inbound request: waiting for a
-// store slot, the store calls, and writing the response. A request that
-// passes it fails (its stream is reset). Default 5 s.
+// store slot and the store calls. A request that passes it fails (its
+// stream is reset). Writing the response then gets a deadline of its own,
+// as long again, so a request holds its stream for at most twice the
+// timeout. Default 5 s.
 func RequestTimeout(d time.Duration) Option {
 	return positive("request timeout", d, func(c *config) *time.Duration { return &c.requestTimeout })
 }

@@ -324,9 +324,17 @@ func (n *Node) ProvideKey(ctx context.Context, key []byte, broadcast bool) error
 	if !broadcast {
 		return nil
 	}
+	_, err := n.Announce(ctx, key)
+	return err
+}
+
+// Announce sends ADD_PROVIDER for key, naming this node, to the closest
+// peers a lookup finds, and returns how many took it. It stores nothing: see
+// ProvideKey. It fails with ErrNoPeers when no peer was reached.
+func (n *Node) Announce(ctx context.Context, key []byte) (reached int, err error) {
 	peers, err := n.GetClosestPeers(ctx, key)
 	if err != nil && len(peers) == 0 {
-		return err
+		return 0, err
 	}
 	var ok atomic.Int32
 	var wg sync.WaitGroup
@@ -339,9 +347,9 @@ func (n *Node) ProvideKey(ctx context.Context, key []byte, broadcast bool) error
 	}
 	wg.Wait()
 	if ok.Load() == 0 {
-		return fmt.Errorf("%w: no peer reached (of %d)", ErrNoPeers, len(peers))
+		return 0, fmt.Errorf("%w: no peer reached (of %d)", ErrNoPeers, len(peers))
 	}
-	return nil
+	return int(ok.Load()), nil
 }
 
 // SendAddProviders announces this node as provider of each key to peer p,

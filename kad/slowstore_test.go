@@ -13,47 +13,38 @@ import (
 	"github.com/kadstore/kadstore/kad/internal/pb"
 	"github.com/kadstore/kadstore/store"
 	"github.com/kadstore/kadstore/store/memstore"
+	"github.com/kadstore/kadstore/store/storetest"
 )
 
-// blockingStore is a store whose record calls block until released, ignoring
-// their context: the worst a slow disk can do.
+// blockingStore is a store whose record calls (GetValue, Providers,
+// AddProviders) block until released, ignoring their context: the worst a
+// slow disk can do.
 type blockingStore struct {
-	store.Store
+	*storetest.FailStore
 	release chan struct{}
 	mu      sync.Mutex
 	entered int
 }
 
 func newBlockingStore() *blockingStore {
-	return &blockingStore{Store: memstore.New(store.Options{}), release: make(chan struct{})}
-}
-
-func (b *blockingStore) block() {
-	b.mu.Lock()
-	b.entered++
-	b.mu.Unlock()
-	<-b.release
+	b := &blockingStore{release: make(chan struct{})}
+	b.FailStore = &storetest.FailStore{Store: memstore.New(store.Options{}), Fail: func(_ context.Context, op string) error {
+		switch op {
+		case storetest.OpGetValue, storetest.OpProviders, storetest.OpAddProviders:
+			b.mu.Lock()
+			b.entered++
+			b.mu.Unlock()
+			<-b.release
+		}
+		return nil
+	}}
+	return b
 }
 
 func (b *blockingStore) calls() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.entered
-}
-
-func (b *blockingStore) GetValue(ctx context.Context, key []byte) (store.ValueRecord, error) {
-	b.block()
-	return b.Store.GetValue(ctx, key)
-}
-
-func (b *blockingStore) Providers(ctx context.Context, key []byte, limit int) ([]store.ProviderRecord, error) {
-	b.block()
-	return b.Store.Providers(ctx, key, limit)
-}
-
-func (b *blockingStore) AddProviders(ctx context.Context, recs ...store.ProviderRecord) error {
-	b.block()
-	return b.Store.AddProviders(ctx, recs...)
 }
 
 // TestSlowStore shows the concurrency contract: while every store call

@@ -56,7 +56,7 @@ func (l Limits) CheckProvider(r ProviderRecord, now time.Time) error {
 	}
 	for _, a := range r.Addrs {
 		if a == nil || len(a.Bytes()) == 0 {
-			return fmt.Errorf("%w: empty address", ErrTooManyAddrs)
+			return fmt.Errorf("%w: empty address", ErrInvalidAddr)
 		}
 	}
 	return l.CheckExpiry(r.Expires, now)

@@ -9,7 +9,7 @@ import "errors"
 // new sentinel cannot be left unclassified.
 var rejections = []error{
 	ErrEmptyKey, ErrKeyTooLarge, ErrInvalidPeer, ErrValueTooLarge,
-	ErrTooManyAddrs, ErrExpired, ErrTTLTooLong, ErrBadCursor, ErrBadScan,
+	ErrTooManyAddrs, ErrInvalidAddr, ErrExpired, ErrTTLTooLong, ErrBadCursor, ErrBadScan,
 	ErrTooManyProviders, ErrStoreFull, ErrProviderFull,
 }
 

@@ -43,6 +43,9 @@ var (
 	// ErrTooManyAddrs is returned for a provider record with more than
 	// Limits.MaxAddrs addresses.
 	ErrTooManyAddrs = errors.New("store: too many addresses")
+	// ErrInvalidAddr is returned for a provider record with an empty (nil
+	// or zero-length) address.
+	ErrInvalidAddr = errors.New("store: invalid address")
 	// ErrExpired is returned for a record whose expiry is not in the future.
 	ErrExpired = errors.New("store: expiry not in the future")
 	// ErrTTLTooLong is returned for a record that expires more than

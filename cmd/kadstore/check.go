@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
-	"github.com/kadstore/kadstore/internal/identity"
+	"github.com/kadstore/kadstore/internal/datadir"
 	"github.com/kadstore/kadstore/store/pebblestore"
 )
 
@@ -24,20 +23,26 @@ var errDamaged = errors.New("the store is damaged")
 
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("check", "check [--data DIR] [--repair NEWDIR]", stderr)
-	data := fs.String("data", defaultDataDir, "data directory of a stopped node")
+	data := fs.String("data", datadir.Default, "data directory of a stopped node")
 	repair := fs.String("repair", "", "copy every record that can be read into a new data directory NEWDIR (with the node's identity), with its indexes rebuilt")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	sdir := filepath.Join(*data, "store")
+	dir := datadir.New(*data)
+	sdir := dir.StorePath()
 	if _, err := os.Stat(sdir); err != nil {
 		return fmt.Errorf("no store in %s: %w", *data, err)
 	}
+	lock, err := dir.Lock()
+	if errors.Is(err, datadir.ErrLocked) {
+		return fmt.Errorf("%w\n(check reads the store's files: stop the node first)", err)
+	}
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	opts := pebblestore.Options{}
 	rep, err := pebblestore.Check(ctx, sdir, opts)
-	if errors.Is(err, pebblestore.ErrLocked) {
-		return fmt.Errorf("%s is held by a running node: stop it first (%w)", *data, err)
-	}
 	if err != nil {
 		return err
 	}
@@ -53,26 +58,28 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stdout, "ok")
 		return nil
 	}
-	return salvage(ctx, *data, *repair, stdout)
+	return salvage(ctx, dir, datadir.New(*repair), stdout)
 }
 
 // salvage copies the store of data into a new data directory dst, with the
 // node's identity, and checks the copy.
-func salvage(ctx context.Context, data, dst string, stdout io.Writer) error {
-	if err := os.MkdirAll(dst, 0o700); err != nil {
+func salvage(ctx context.Context, data, dst datadir.Dir, stdout io.Writer) error {
+	lock, err := dst.Lock()
+	if err != nil {
 		return err
 	}
-	key, err := os.ReadFile(filepath.Join(data, identity.FileName))
+	defer lock.Unlock()
+	key, err := os.ReadFile(data.IdentityPath())
 	switch {
 	case err == nil:
-		if err := os.WriteFile(filepath.Join(dst, identity.FileName), key, 0o600); err != nil {
+		if err := os.WriteFile(dst.IdentityPath(), key, 0o600); err != nil {
 			return err
 		}
 	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	sdst := filepath.Join(dst, "store")
-	sr, err := pebblestore.Salvage(ctx, filepath.Join(data, "store"), sdst, pebblestore.Options{})
+	sdst := dst.StorePath()
+	sr, err := pebblestore.Salvage(ctx, data.StorePath(), sdst, pebblestore.Options{})
 	if err != nil {
 		return fmt.Errorf("salvage: %w", err)
 	}

@@ -2,24 +2,30 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 
+	"github.com/kadstore/kadstore/internal/api"
 	"github.com/kadstore/kadstore/internal/ndjson"
 	"github.com/kadstore/kadstore/store"
 )
 
 var exportCommand = command{
 	name:    "export",
-	summary: "write the records of a data directory as NDJSON, one record a line",
+	summary: "write the records of a data directory or a running node as NDJSON, one record a line",
 	run:     runExport,
 }
 
+// exportPage is the page size of an export through the API.
+const exportPage = 1000
+
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("export", "export [--data DIR] [--kind providers|values] [-o FILE]", stderr)
+	fs := newFlagSet("export", "export [--data DIR | --api ADDR] [--kind providers|values] [-o FILE]", stderr)
 	var t target
-	fs.StringVar(&t.data, "data", "./kadstore-data", "data directory of a stopped node")
+	t.register(fs)
 	kind := fs.String("kind", "", "export only providers or values (default both)")
 	out := fs.String("o", "-", `output file ("-" for standard output)`)
 	if err := parseFlags(fs, args); err != nil {
@@ -28,6 +34,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var kinds []store.Kind
 	switch *kind {
 	case "":
+		kinds = []store.Kind{store.Providers, store.Values}
 	case "providers":
 		kinds = []store.Kind{store.Providers}
 	case "values":
@@ -36,14 +43,27 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "export: --kind providers or values, not %q\n", *kind)
 		return errUsage
 	}
-	s, err := t.openStore(true)
-	if err != nil {
+	if err := t.resolve(); err != nil {
 		return err
 	}
-	defer s.Close()
+	defer t.close()
+	var s store.Store
 	var total int64
-	if st, err := s.Stats(ctx); err == nil {
+	if t.useAPI() {
+		var st api.StatsResponse
+		if err := t.getJSON(ctx, "/v1/stats", nil, &st); err != nil {
+			return err
+		}
 		total = st.ProviderRecords + st.ValueRecords
+	} else {
+		var err error
+		if s, err = t.openStore(); err != nil {
+			return err
+		}
+		defer s.Close()
+		if st, err := s.Stats(ctx); err == nil {
+			total = st.ProviderRecords + st.ValueRecords
+		}
 	}
 	w := stdout
 	if *out != "-" {
@@ -58,11 +78,18 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if bar != nil {
 		bar.Start("export", total)
 	}
-	n, err := ndjson.Export(ctx, s, w, func(done int64) {
+	progress := func(done int64) {
 		if bar != nil {
 			bar.Add(done - bar.done.Load())
 		}
-	}, kinds...)
+	}
+	var n int64
+	var err error
+	if t.useAPI() {
+		n, err = exportAPI(ctx, &t, w, progress, kinds)
+	} else {
+		n, err = ndjson.Export(ctx, s, w, progress, kinds...)
+	}
 	if bar != nil {
 		bar.Finish()
 	}
@@ -76,6 +103,38 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stderr, "exported %d records\n", n)
 	return nil
+}
+
+// exportAPI writes what ndjson.Export writes, page by page from the node's
+// /v1/scan: the same lines in the same order.
+func exportAPI(ctx context.Context, t *target, w io.Writer, progress ndjson.Progress, kinds []store.Kind) (int64, error) {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	var n int64
+	for _, k := range kinds {
+		q := url.Values{"kind": {"providers"}, "limit": {fmt.Sprint(exportPage)}}
+		if k == store.Values {
+			q.Set("kind", "values")
+		}
+		for {
+			var page api.ScanResponse
+			if err := t.getJSON(ctx, "/v1/scan", q, &page); err != nil {
+				return n, err
+			}
+			for _, l := range page.Records {
+				if err := enc.Encode(l); err != nil {
+					return n, err
+				}
+				n++
+			}
+			progress(n)
+			if page.Next == "" {
+				break
+			}
+			q.Set("after", page.Next)
+		}
+	}
+	return n, nil
 }
 
 // progressOn returns a progress bar on w when w is a terminal, else nil.

@@ -13,14 +13,14 @@ import (
 
 var findProvidersCommand = command{
 	name:    "find-providers",
-	summary: "look up the providers of a CID through a running node: find-providers --api ADDR CID",
+	summary: "look up the providers of a CID through a running node: find-providers [--data DIR | --api ADDR] CID",
 	run:     runFindProviders,
 }
 
 func runFindProviders(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("find-providers", "find-providers --api ADDR CID", stderr)
+	fs := newFlagSet("find-providers", "find-providers [--data DIR | --api ADDR] CID", stderr)
 	var t target
-	fs.StringVar(&t.api, "api", "127.0.0.1:5080", "address of the running node's API")
+	t.register(fs)
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	pos, err := parseWithArgs(fs, args, 1)
 	if err != nil {
@@ -29,6 +29,9 @@ func runFindProviders(ctx context.Context, args []string, stdout, stderr io.Writ
 	c, err := cid.Decode(pos[0])
 	if err != nil {
 		return fmt.Errorf("bad CID %q: %w", pos[0], err)
+	}
+	if err := t.resolveRunning(); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

@@ -31,6 +31,10 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if err := t.resolve(); err != nil {
+		return err
+	}
+	defer t.close()
 	var resp api.RecordsResponse
 	if t.useAPI() {
 		if err := t.getJSON(ctx, "/v1/records", url.Values{"key": {keyText}}, &resp); err != nil {
@@ -38,7 +42,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		return printJSON(stdout, resp)
 	}
-	s, err := t.openStore(true)
+	s, err := t.openStore()
 	if err != nil {
 		return err
 	}

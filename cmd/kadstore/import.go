@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"sort"
+	"strings"
 
+	"github.com/kadstore/kadstore/internal/datadir"
 	"github.com/kadstore/kadstore/internal/ndjson"
+	"github.com/kadstore/kadstore/store/pebblestore"
 )
 
 var importCommand = command{
@@ -16,10 +21,16 @@ var importCommand = command{
 	run:     runImport,
 }
 
+// errNothingImported is import's error when the input had records but none
+// could be stored: the exit status is 1.
+var errNothingImported = errors.New("no record imported")
+
+// maxPrintedReasons is how many skipped lines import describes one by one.
+const maxPrintedReasons = 10
+
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("import", "import [--data DIR] FILE|-  or  import [--data DIR] --from-datastore DIR", stderr)
-	var t target
-	fs.StringVar(&t.data, "data", "./kadstore-data", "data directory of a stopped node (created if missing)")
+	data := fs.String("data", datadir.Default, "data directory of a stopped node (created if missing)")
 	fromDS := fs.String("from-datastore", "", "a go-libp2p-kad-dht / Kubo datastore directory (LevelDB or Pebble, or the Kubo repository) to read /providers/ records from; addresses are not in that format")
 	file, err := parseOptionalArg(fs, args)
 	if err != nil {
@@ -30,22 +41,11 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return errUsage
 	}
-	if err := os.MkdirAll(t.data, 0o700); err != nil {
-		return err
-	}
-	s, err := t.openStore(false)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	bar := progressOn(stderr)
-	if *fromDS != "" {
-		return importDatastore(ctx, *fromDS, s, stdout, bar)
-	}
 
+	// The input first: a missing file creates no data directory.
 	var r io.Reader = os.Stdin
 	var total int64
-	if file != "-" {
+	if file != "" && file != "-" {
 		f, err := os.Open(file)
 		if err != nil {
 			return err
@@ -56,6 +56,33 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		r = f
 	}
+	if *fromDS != "" {
+		if _, err := os.Stat(*fromDS); err != nil {
+			return err
+		}
+	}
+
+	// Import writes the store: it holds the directory's lock, so no node
+	// runs on it meanwhile. A running node takes no foreign records through
+	// its API (peers' records reach it over the DHT), so stop it first.
+	lock, err := datadir.New(*data).Lock()
+	if errors.Is(err, datadir.ErrLocked) {
+		return fmt.Errorf("%w\n(import writes the store: stop the node first)", err)
+	}
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	s, err := lock.OpenStore(pebblestore.Options{})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	bar := progressOn(stderr)
+	if *fromDS != "" {
+		return importDatastore(ctx, *fromDS, s, stdout, bar)
+	}
+
 	cr := &countingReader{r: r}
 	if bar != nil {
 		bar.Start("import (bytes)", total)
@@ -70,10 +97,21 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "imported %d records, skipped %d\n", res.Imported, res.Skipped)
 	printReasons(stdout, res.Reasons, res.Skipped)
-	return err
+	if err != nil {
+		return err
+	}
+	if res.Imported == 0 && res.Skipped > 0 {
+		return fmt.Errorf("%w: every one of the %d records was skipped", errNothingImported, res.Skipped)
+	}
+	return nil
 }
 
+// printReasons describes the first maxPrintedReasons skipped lines, then
+// counts the rest.
 func printReasons(w io.Writer, reasons []error, skipped int64) {
+	if len(reasons) > maxPrintedReasons {
+		reasons = reasons[:maxPrintedReasons]
+	}
 	for _, r := range reasons {
 		fmt.Fprintf(w, "  skipped: %v\n", r)
 	}
@@ -94,24 +132,33 @@ func printReasonCounts(w io.Writer, reasons map[string]int64) {
 }
 
 // parseOptionalArg parses flags around at most one positional argument.
-func parseOptionalArg(fs interface {
-	Parse([]string) error
-	Args() []string
-}, args []string) (string, error) {
+func parseOptionalArg(fs *flag.FlagSet, args []string) (string, error) {
 	var pos string
-	if len(args) > 0 && (args[0] == "-" || args[0][0] != '-') {
+	if len(args) > 0 && (args[0] == "-" || !strings.HasPrefix(args[0], "-")) {
 		pos, args = args[0], args[1:]
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return "", err
+		}
 		return "", errUsage
 	}
 	if rest := fs.Args(); len(rest) > 0 {
 		if pos != "" || len(rest) > 1 {
+			fmt.Fprintf(fs.Output(), "want at most one argument, got %q\n", append(nonEmpty(pos), rest...))
+			fs.Usage()
 			return "", errUsage
 		}
 		pos = rest[0]
 	}
 	return pos, nil
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
 }
 
 type countingReader struct {

@@ -38,6 +38,10 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "ls: --limit must be from 1 to 10000")
 		return errUsage
 	}
+	if err := t.resolve(); err != nil {
+		return err
+	}
+	defer t.close()
 	var page api.ScanResponse
 	if t.useAPI() {
 		q := url.Values{"kind": {kind}, "limit": {strconv.Itoa(*limit)}}
@@ -48,7 +52,7 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	} else {
-		s, err := t.openStore(true)
+		s, err := t.openStore()
 		if err != nil {
 			return err
 		}

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/kadstore/kadstore/internal/daemon"
+	"github.com/kadstore/kadstore/internal/datadir"
 	"github.com/kadstore/kadstore/kad"
+	"github.com/kadstore/kadstore/store/pgstore"
 )
 
 var nodeCommand = command{
@@ -32,8 +34,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("node", "node [flags]", stderr)
 	var cfg daemon.Config
 	var listen, bootstrap multiFlag
-	fs.StringVar(&cfg.DataDir, "data", "./kadstore-data", "data directory: identity key, Pebble store, job state")
+	fs.StringVar(&cfg.DataDir, "data", datadir.Default, "data directory: identity key, Pebble store, job state, and the API address while the node runs")
 	fs.StringVar(&cfg.Store, "store", "pebble", "record store: pebble (in --data), memory, or a postgres://… DSN")
+	fs.StringVar(&cfg.PostgresSchema, "pg-schema", pgstore.DefaultSchema, "postgres: the schema holding the store's tables (nodes sharing records use the same one)")
 	fs.Func("min-free-space", "pebble: free disk space kept in reserve, in MiB; below it new records are refused (API 507) until space is freed (default 1% of the filesystem, 16 to 1024 MiB; -1: no check)", func(v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -51,16 +54,25 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.Var(&bootstrap, "bootstrap", `bootstrap peer multiaddr with /p2p (repeatable; default the public Amino DHT peers; "none" for an isolated node)`)
 	fs.StringVar(&cfg.Mode, "mode", "auto", "DHT mode: server, client or auto (server while publicly reachable)")
 	fs.StringVar(&cfg.ProtocolPrefix, "protocol-prefix", "/ipfs", "protocol prefix (/ipfs gives /ipfs/kad/1.0.0)")
-	fs.StringVar(&cfg.API, "api", "127.0.0.1:5080", `HTTP API address ("off" to disable)`)
+	fs.StringVar(&cfg.API, "api", daemon.DefaultAPI, `HTTP API address ("off" to disable)`)
 	fs.StringVar(&cfg.APIToken, "api-token", os.Getenv("KADSTORE_API_TOKEN"), "bearer token required by mutating API calls (default $KADSTORE_API_TOKEN)")
 	fs.BoolVar(&cfg.NoJobs, "no-jobs", false, "disable background jobs (expiry, reprovide, replication, republish)")
 	disable := fs.String("disable-jobs", "", "comma-separated jobs not to run: "+strings.Join(daemon.JobNames, ","))
-	fs.DurationVar(&cfg.ReprovideInterval, "reprovide-interval", 22*time.Hour, "cycle length of reproviding own provider records")
-	fs.DurationVar(&cfg.RepublishInterval, "republish-interval", 22*time.Hour, "cycle length of republishing own value records")
-	fs.DurationVar(&cfg.ReplicateInterval, "replicate-interval", time.Hour, "cycle length of replicating stored value records")
-	fs.DurationVar(&cfg.ExpireInterval, "expire-interval", 10*time.Minute, "time between expiry runs")
-	fs.IntVar(&cfg.JobPageSize, "job-page-size", 1000, "records a background job holds at once")
-	fs.IntVar(&cfg.JobConcurrency, "job-concurrency", 16, "peers a background job sends to at once")
+	intervals := []struct {
+		flag string
+		v    *time.Duration
+	}{
+		{"reprovide-interval", &cfg.ReprovideInterval},
+		{"republish-interval", &cfg.RepublishInterval},
+		{"replicate-interval", &cfg.ReplicateInterval},
+		{"expire-interval", &cfg.ExpireInterval},
+	}
+	fs.DurationVar(&cfg.ReprovideInterval, "reprovide-interval", daemon.DefaultReprovideInterval, "cycle length of reproviding own provider records")
+	fs.DurationVar(&cfg.RepublishInterval, "republish-interval", daemon.DefaultRepublishInterval, "cycle length of republishing own value records")
+	fs.DurationVar(&cfg.ReplicateInterval, "replicate-interval", daemon.DefaultReplicateInterval, "cycle length of replicating stored value records")
+	fs.DurationVar(&cfg.ExpireInterval, "expire-interval", daemon.DefaultExpireInterval, "time between expiry runs")
+	fs.IntVar(&cfg.JobPageSize, "job-page-size", daemon.DefaultJobPageSize, "records a background job holds at once")
+	fs.IntVar(&cfg.JobConcurrency, "job-concurrency", daemon.DefaultJobConcurrency, "peers a background job sends to at once")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Float64Var(&cfg.PeerWriteRate, "peer-write-rate", kad.DefaultPeerWriteRate, "records a second one remote peer may have stored, after --peer-write-burst (negative: no limit)")
@@ -72,6 +84,19 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.APIMaxConns, "api-max-conns", daemon.DefaultAPIMaxConns, "most HTTP API connections open at once")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	// Zero would mean "the default" to the daemon: say so rather than run
+	// with a value the operator did not ask for. (--no-jobs and
+	// --disable-jobs turn jobs off.)
+	for _, iv := range intervals {
+		if *iv.v <= 0 {
+			fmt.Fprintf(stderr, "--%s %v: want a positive duration (--disable-jobs turns a job off)\n", iv.flag, *iv.v)
+			return errUsage
+		}
+	}
+	if cfg.JobPageSize <= 0 || cfg.JobConcurrency <= 0 {
+		fmt.Fprintln(stderr, "--job-page-size and --job-concurrency: want positive numbers")
+		return errUsage
 	}
 	if len(listen) > 0 {
 		cfg.Listen = listen

@@ -12,17 +12,20 @@ import (
 
 var provideCommand = command{
 	name:    "provide",
-	summary: "announce CIDs from a running node: provide --api ADDR CID…",
+	summary: "announce CIDs from a running node: provide [--data DIR | --api ADDR] CID…",
 	run:     runProvide,
 }
 
 func runProvide(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("provide", "provide --api ADDR [--api-token T] CID…", stderr)
+	fs := newFlagSet("provide", "provide [--data DIR | --api ADDR] [--api-token T] CID…", stderr)
 	var t target
-	fs.StringVar(&t.api, "api", "127.0.0.1:5080", "address of the running node's API")
+	t.register(fs)
 	token := fs.String("api-token", os.Getenv("KADSTORE_API_TOKEN"), "API token, if the node has one (default $KADSTORE_API_TOKEN)")
 	keys, err := parseList(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := t.resolveRunning(); err != nil {
 		return err
 	}
 	var resp api.ProvideResponse

@@ -9,7 +9,7 @@ import (
 
 var statsCommand = command{
 	name:    "stats",
-	summary: "print record counts of a running node (--api) or a data directory (--data)",
+	summary: "print record counts of a data directory (--data) or a running node (--api)",
 	run:     runStats,
 }
 
@@ -20,6 +20,10 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := t.resolve(); err != nil {
+		return err
+	}
+	defer t.close()
 	var resp api.StatsResponse
 	if t.useAPI() {
 		if err := t.getJSON(ctx, "/v1/stats", nil, &resp); err != nil {
@@ -27,7 +31,7 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return printJSON(stdout, resp)
 	}
-	s, err := t.openStore(true)
+	s, err := t.openStore()
 	if err != nil {
 		return err
 	}

@@ -9,32 +9,61 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
-	"github.com/kadstore/kadstore/internal/identity"
+	"github.com/kadstore/kadstore/internal/datadir"
 	"github.com/kadstore/kadstore/store"
 	"github.com/kadstore/kadstore/store/pebblestore"
 )
 
-// defaultDataDir is the data directory of the node and the tools when
-// --data is not given.
-const defaultDataDir = "./kadstore-data"
-
-// target is where the inspection tools read: a running node's API (--api) or
-// a data directory that no node holds (--data).
+// target is where the inspection tools read: a running node's API, or the
+// store of a data directory that no node holds. With --api the tool asks
+// that node; otherwise it takes the data directory's lock and reads the
+// store, or, when a node holds the directory, asks the API the node
+// published there (internal/datadir). Either way the command works the same.
 type target struct {
 	api  string
 	data string
+	lock *datadir.Lock
 }
 
 func (t *target) register(fs *flag.FlagSet) {
-	fs.StringVar(&t.api, "api", "", "address of a running node's API (host:port or URL)")
-	fs.StringVar(&t.data, "data", "", "data directory of a stopped node (default ./kadstore-data when --api is not given)")
+	fs.StringVar(&t.api, "api", "", "address of a running node's API (host:port or URL); by default the API of the node running on --data, if one is")
+	fs.StringVar(&t.data, "data", datadir.Default, "data directory: its store, or the API of the node running on it")
+}
+
+// resolve finds what to read: the --api node, the node running on --data,
+// or --data's store, whose lock it then holds until close.
+func (t *target) resolve() error {
+	if t.api != "" {
+		return nil
+	}
+	lock, u, err := datadir.New(t.data).LockOrAPI()
+	if err != nil {
+		return err
+	}
+	t.lock, t.api = lock, u
+	return nil
+}
+
+// resolveRunning finds the node to ask, for the commands that need a
+// running node: the --api node, or the node running on --data.
+func (t *target) resolveRunning() error {
+	if err := t.resolve(); err != nil {
+		return err
+	}
+	if t.lock != nil {
+		t.close()
+		return fmt.Errorf("no node runs on %s: start one (kadstore node --data %s), or give --api", t.data, t.data)
+	}
+	return nil
+}
+
+// close releases the data directory's lock, if resolve took it.
+func (t *target) close() {
+	_ = t.lock.Unlock()
+	t.lock = nil
 }
 
 // useAPI reports whether the tool talks to a running node.
@@ -47,38 +76,17 @@ func (t *target) baseURL() string {
 	return "http://" + t.api
 }
 
-// openStore opens the data directory's Pebble store; readOnly for tools that
-// only read. A directory held by a running node gives a message saying so.
-func (t *target) openStore(readOnly bool) (store.Store, error) {
-	dir := t.data
-	if dir == "" {
-		dir = defaultDataDir
+// openStore opens the store of the data directory resolve locked, for
+// reading only.
+func (t *target) openStore() (store.Store, error) {
+	if t.lock == nil {
+		return nil, errors.New("internal error: the data directory is not locked")
 	}
-	sdir := filepath.Join(dir, "store")
-	if _, err := os.Stat(sdir); err != nil {
-		if readOnly {
-			return nil, fmt.Errorf("no store in %s: %w", dir, err)
-		}
+	s, err := t.lock.OpenStore(pebblestore.Options{ReadOnly: true})
+	if err != nil {
+		return nil, err
 	}
-	opts := pebblestore.Options{ReadOnly: readOnly}
-	if !readOnly {
-		// The node indexes its own records by peer; open with the same
-		// index, or the store would drop it and the node rebuild it.
-		key, _, err := identity.LoadOrCreate(filepath.Join(dir, identity.FileName))
-		if err != nil {
-			return nil, err
-		}
-		self, err := peer.IDFromPrivateKey(key)
-		if err != nil {
-			return nil, err
-		}
-		opts.IndexedPeers = []peer.ID{self}
-	}
-	s, err := pebblestore.Open(sdir, opts)
-	if errors.Is(err, pebblestore.ErrLocked) {
-		return nil, fmt.Errorf("%s is held by a running node: use --api to ask it instead (%w)", dir, err)
-	}
-	return s, err
+	return s, nil
 }
 
 // apiClient is a small client of the node's HTTP API.

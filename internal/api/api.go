@@ -9,12 +9,14 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kadstore/kadstore/internal/keytext"
 	"github.com/kadstore/kadstore/internal/ndjson"
 	"github.com/kadstore/kadstore/store"
 )
@@ -296,27 +299,10 @@ type RecordsResponse struct {
 	Value     *ndjson.Line  `json:"value,omitempty"`
 }
 
-// ParseKey turns the text form of a record key into the store's key: a CID
-// names its multihash (provider records); a key that starts with "/" is a
-// value record key (/pk/…, /ipns/…), where an /ipns/ name may be written as
-// its CID or peer ID form.
-func ParseKey(s string) (key []byte, isValue bool, err error) {
-	if strings.HasPrefix(s, "/ipns/") {
-		name, err := ipns.NameFromString(s)
-		if err != nil {
-			return nil, true, fmt.Errorf("bad IPNS name %q: %w", s, err)
-		}
-		return name.RoutingKey(), true, nil
-	}
-	if strings.HasPrefix(s, "/") {
-		return []byte(s), true, nil
-	}
-	c, err := cid.Decode(s)
-	if err != nil {
-		return nil, false, fmt.Errorf("bad key %q: not a CID, nor a /-prefixed value key: %w", s, err)
-	}
-	return c.Hash(), false, nil
-}
+// ParseKey turns the printed form of a record key into the store's key
+// (keytext.Parse): a CID names its multihash (provider records); a key that
+// starts with "/" is a value record key (/pk/…, /ipns/…).
+func ParseKey(s string) (key []byte, isValue bool, err error) { return keytext.Parse(s) }
 
 func (a *api) records(w http.ResponseWriter, r *http.Request) {
 	key, isValue, err := ParseKey(r.URL.Query().Get("key"))
@@ -487,17 +473,40 @@ func (a *api) allowed(r *http.Request) bool {
 }
 
 // guardRouting applies the access rule to the mutating routing endpoints and
-// caps request bodies.
+// caps request bodies: MaxBody, and ipns.MaxRecordSize for an IPNS record,
+// beyond which boxo's server would read a truncated record and answer 400.
+// A body over its cap is 413, whether its length was declared or not.
 func (a *api) guardRouting(h http.Handler) http.Handler {
-	m := a.mutating(h)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	// The access rule first: a client that may not write cannot make the
+	// node read its body.
+	m := a.mutating(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limit := int64(MaxBody)
+		if strings.HasPrefix(r.URL.Path, "/routing/v1/ipns/") {
+			limit = int64(ipns.MaxRecordSize)
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
-			withStatusHint(m, w, r)
+		if r.ContentLength > limit {
+			writeError(w, http.StatusRequestEntityTooLarge, "body larger than %d bytes", limit)
 			return
 		}
+		if r.Body != nil {
+			b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "body: %v", err)
+				return
+			}
+			if int64(len(b)) > limit {
+				writeError(w, http.StatusRequestEntityTooLarge, "body larger than %d bytes", limit)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
 		h.ServeHTTP(w, r)
+	}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
+			h.ServeHTTP(w, r)
+			return
+		}
+		withStatusHint(m, w, r)
 	})
 }

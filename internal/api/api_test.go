@@ -353,3 +353,32 @@ func TestSlowBodyClosedWithoutAnswer(t *testing.T) {
 		t.Fatalf("read %q, %v; want the connection closed without an answer", b, err)
 	}
 }
+
+// An IPNS PUT over MaxBody is 413, as every other body over it, whether its
+// length is declared or not (boxo's server would answer 400).
+func TestOversizedIPNSPutIs413(t *testing.T) {
+	f := setup(t, "")
+	_, id := newKey(t)
+	p := "/routing/v1/ipns/" + ipns.NameFromPeer(id).String()
+	big := strings.Repeat("x", 2*api.MaxBody)
+	if code, body := f.do(t, "PUT", p, big, "Content-Type", "application/vnd.ipfs.ipns-record"); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("PUT with a declared length over MaxBody: %d %s", code, body)
+	}
+	// No declared length: the limit is met while reading.
+	req, err := http.NewRequest("PUT", f.srv.URL+p, io.MultiReader(strings.NewReader(big)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/vnd.ipfs.ipns-record")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if req.ContentLength != 0 && req.ContentLength != -1 {
+		t.Fatalf("the request declared its length %d: the test proves nothing", req.ContentLength)
+	}
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("chunked PUT over MaxBody: %d", resp.StatusCode)
+	}
+}

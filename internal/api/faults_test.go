@@ -22,16 +22,36 @@ import (
 	"github.com/kadstore/kadstore/internal/api"
 	"github.com/kadstore/kadstore/store"
 	"github.com/kadstore/kadstore/store/memstore"
+	"github.com/kadstore/kadstore/store/storetest"
 )
 
-// faultStore is a memstore with switchable faults, reporting a settable
-// Health (a store.HealthReporter, as pebblestore is).
+// faultStore is a memstore with switchable faults (a storetest.FailStore),
+// reporting a settable Health (a store.HealthReporter, as pebblestore is).
 type faultStore struct {
-	store.Store
+	*storetest.FailStore
 	mu      sync.Mutex
-	noSpace bool // writes fail with store.ErrNoSpace
+	noSpace bool // AddProviders fails with store.ErrNoSpace
 	corrupt bool // GetValue and Providers fail with store.ErrCorrupt
 	health  store.Health
+}
+
+func newFaultStore(s store.Store) *faultStore {
+	f := &faultStore{}
+	f.FailStore = &storetest.FailStore{Store: s, Fail: f.fail}
+	return f
+}
+
+func (f *faultStore) fail(_ context.Context, op string) error {
+	f.mu.Lock()
+	noSpace, corrupt := f.noSpace, f.corrupt
+	f.mu.Unlock()
+	switch {
+	case op == storetest.OpAddProviders && noSpace:
+		return fmt.Errorf("pebblestore: add providers: %w", store.ErrNoSpace)
+	case (op == storetest.OpGetValue || op == storetest.OpProviders) && corrupt:
+		return fmt.Errorf("pebblestore: %s: 000024.sst: %w", op, store.ErrCorrupt)
+	}
+	return nil
 }
 
 func (f *faultStore) set(fn func(*faultStore)) {
@@ -40,37 +60,10 @@ func (f *faultStore) set(fn func(*faultStore)) {
 	fn(f)
 }
 
-func (f *faultStore) faults() (noSpace, corrupt bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.noSpace, f.corrupt
-}
-
 func (f *faultStore) Health() store.Health {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.health
-}
-
-func (f *faultStore) AddProviders(ctx context.Context, recs ...store.ProviderRecord) error {
-	if noSpace, _ := f.faults(); noSpace {
-		return fmt.Errorf("pebblestore: add providers: %w", store.ErrNoSpace)
-	}
-	return f.Store.AddProviders(ctx, recs...)
-}
-
-func (f *faultStore) GetValue(ctx context.Context, key []byte) (store.ValueRecord, error) {
-	if _, corrupt := f.faults(); corrupt {
-		return store.ValueRecord{}, fmt.Errorf("pebblestore: get: 000024.sst: %w", store.ErrCorrupt)
-	}
-	return f.Store.GetValue(ctx, key)
-}
-
-func (f *faultStore) Providers(ctx context.Context, key []byte, limit int) ([]store.ProviderRecord, error) {
-	if _, corrupt := f.faults(); corrupt {
-		return nil, fmt.Errorf("pebblestore: providers: 000024.sst: %w", store.ErrCorrupt)
-	}
-	return f.Store.Providers(ctx, key, limit)
 }
 
 // Scan panics for a limit of 13: a handler that panics.
@@ -78,7 +71,7 @@ func (f *faultStore) Scan(ctx context.Context, opts store.ScanOptions) (store.Pa
 	if opts.Limit == 13 {
 		panic("scan: unexpected state")
 	}
-	return f.Store.Scan(ctx, opts)
+	return f.FailStore.Scan(ctx, opts)
 }
 
 // noSpaceNode is the fake DHT node whose PutValue meets a full disk.
@@ -99,7 +92,7 @@ func setupFaults(t *testing.T, node func(*fakeNode) api.Node) *faultFixture {
 	t.Helper()
 	mem := memstore.New(store.Options{})
 	t.Cleanup(func() { mem.Close() })
-	fs := &faultStore{Store: mem}
+	fs := newFaultStore(mem)
 	_, id := newKey(t)
 	fn := &fakeNode{id: id, s: fs, remote: map[string][]peer.AddrInfo{}, values: map[string][]byte{}, peers: map[peer.ID]peer.AddrInfo{}}
 	var n api.Node = fn

@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"errors"
-	"sync"
-	"sync/atomic"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -44,29 +42,17 @@ func (a nodeAdapter) GetClosestPeers(ctx context.Context, key []byte) ([]peer.ID
 }
 
 // Provide stores the record locally, then announces it to the closest peers
-// and counts those that took it. With no peers the record is still stored.
+// and counts those that took it. With no peers the record is still stored,
+// and the reprovide job announces it later: that is 0 peers, not an error.
 func (a nodeAdapter) Provide(ctx context.Context, key []byte) (int, error) {
 	if err := a.n.ProvideKey(ctx, key, false); err != nil {
 		return 0, err
 	}
-	peers, err := a.n.GetClosestPeers(ctx, key)
-	if len(peers) == 0 {
-		if err == nil || errors.Is(err, kad.ErrNoPeers) {
-			return 0, nil
-		}
-		return 0, err
+	reached, err := a.n.Announce(ctx, key)
+	if errors.Is(err, kad.ErrNoPeers) {
+		return 0, nil
 	}
-	var reached atomic.Int64
-	var wg sync.WaitGroup
-	for _, p := range peers {
-		wg.Go(func() {
-			if a.n.SendAddProviders(ctx, p, key) == nil {
-				reached.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	return int(reached.Load()), nil
+	return reached, err
 }
 
 func (a nodeAdapter) FindProviders(ctx context.Context, key []byte, count int) <-chan peer.AddrInfo {

@@ -11,16 +11,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -30,7 +27,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/kadstore/kadstore/internal/api"
-	"github.com/kadstore/kadstore/internal/identity"
+	"github.com/kadstore/kadstore/internal/datadir"
 	"github.com/kadstore/kadstore/kad"
 	"github.com/kadstore/kadstore/kad/jobs"
 	"github.com/kadstore/kadstore/store"
@@ -41,8 +38,9 @@ import (
 
 // Errors of Start.
 var (
-	// ErrLocked is returned when another process uses the data directory.
-	ErrLocked = errors.New("daemon: data directory in use")
+	// ErrLocked is returned when another process uses the data directory
+	// (it is datadir.ErrLocked).
+	ErrLocked = datadir.ErrLocked
 	// ErrConfig is returned for an invalid configuration.
 	ErrConfig = errors.New("daemon: bad configuration")
 )
@@ -65,12 +63,16 @@ var DefaultListen = []string{
 
 // Config configures a daemon. Zero fields take their defaults.
 type Config struct {
-	// DataDir holds the identity, the Pebble store and job state.
-	// Default ./kadstore-data.
+	// DataDir holds the identity, the Pebble store, job state and, while
+	// the node runs, its API address (see internal/datadir). Default
+	// datadir.Default.
 	DataDir string
 	// Store is "pebble" (default: DataDir/store), "memory", or a
 	// postgres:// DSN.
 	Store string
+	// PostgresSchema is the schema a postgres:// store keeps its tables in
+	// (pgstore.Options.Schema); default pgstore.DefaultSchema.
+	PostgresSchema string
 	// Sync makes a Pebble store fsync every write before acknowledging it
 	// (pebblestore.Options.Sync): acknowledged writes then survive power
 	// loss, not only a crash of the process.
@@ -88,18 +90,19 @@ type Config struct {
 	Mode string
 	// ProtocolPrefix; default /ipfs (protocol /ipfs/kad/1.0.0).
 	ProtocolPrefix string
-	// API is the HTTP API's listen address; default 127.0.0.1:5080. "off"
-	// disables it.
+	// API is the HTTP API's listen address; default DefaultAPI. "off"
+	// disables it. While the node runs, the address it listens on is
+	// published in the data directory for the tools (datadir.APIFile).
 	API string
 	// APIToken, if set, guards mutating API calls.
 	APIToken string
 	// NoJobs disables the background jobs (expiry, reprovide, replication,
 	// republish).
 	NoJobs bool
-	// DisableJobs names jobs not to run: "expire", "reprovide",
-	// "replicate", "republish".
+	// DisableJobs names jobs not to run, among JobNames.
 	DisableJobs []string
-	// ReprovideInterval etc. override the jobs' intervals when positive.
+	// ReprovideInterval etc. are the jobs' intervals; zero takes the
+	// defaults (DefaultReprovideInterval, …), and negative is an error.
 	ReprovideInterval, ReplicateInterval, RepublishInterval, ExpireInterval time.Duration
 	// JobPageSize (records held at once, default 1000) and JobConcurrency
 	// (peers sent to at once, default 16) tune the walking jobs.
@@ -139,11 +142,39 @@ type Config struct {
 // 100 M records. It applies to the node's own records too.
 const DefaultMaxRecordsPerProvider = 1_000_000
 
+// Defaults of Config.
+const (
+	// DefaultAPI is the HTTP API's listen address.
+	DefaultAPI = "127.0.0.1:5080"
+	// DefaultReprovideInterval and DefaultRepublishInterval are the cycles of
+	// announcing the node's own records again, inside their 48 h life.
+	DefaultReprovideInterval = 22 * time.Hour
+	DefaultRepublishInterval = 22 * time.Hour
+	// DefaultReplicateInterval is the cycle of replicating stored values.
+	DefaultReplicateInterval = time.Hour
+	// DefaultExpireInterval is the time between expiry runs.
+	DefaultExpireInterval = 10 * time.Minute
+	// DefaultJobPageSize and DefaultJobConcurrency tune the walking jobs.
+	DefaultJobPageSize    = 1000
+	DefaultJobConcurrency = 16
+)
+
+// Names of the background jobs, as Config.DisableJobs and /v1/stats name them.
+const (
+	JobExpire    = "expire"
+	JobReprovide = "reprovide"
+	JobReplicate = "replicate"
+	JobRepublish = "republish"
+)
+
+// JobNames are the background jobs.
+var JobNames = []string{JobExpire, JobReprovide, JobReplicate, JobRepublish}
+
 // Daemon is a running node.
 type Daemon struct {
 	cfg      Config
 	log      *slog.Logger
-	lock     *os.File
+	lock     *datadir.Lock
 	Store    store.Store
 	Host     host.Host
 	Node     *kad.Node
@@ -165,8 +196,66 @@ type Daemon struct {
 // Start opens the data directory and starts the node. On error everything
 // already opened is closed again.
 func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
+	p, err := cfg.prepare()
+	if err != nil {
+		return nil, err
+	}
+	d = &Daemon{cfg: cfg, log: cfg.Logger, Registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			d.Close()
+			d = nil
+		}
+	}()
+	key, created, err := d.openDataDir(ctx)
+	if err != nil {
+		return d, err
+	}
+	if err := d.startNode(key, p); err != nil {
+		return d, err
+	}
+	if created {
+		d.log.Info("created a new identity", "peer", d.Host.ID())
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	if !cfg.NoJobs {
+		d.startJobs(runCtx)
+	}
+	if cfg.API != "off" {
+		if err := d.startAPI(); err != nil {
+			return d, err
+		}
+		// Last: a tool that finds the address finds a node that serves.
+		if err := d.lock.PublishAPI(d.apiLn.Addr()); err != nil {
+			return d, fmt.Errorf("daemon: publishing the API address: %w", err)
+		}
+	}
+	logMode(d.log, p.mode, cfg.Listen)
+	d.wg.Go(func() {
+		if len(p.bootstrap) == 0 {
+			d.log.Info("no bootstrap peers: the node joins a network only when peers connect to it")
+			return
+		}
+		// A failure is logged by the node, which retries with backoff.
+		_ = d.Node.Bootstrap(runCtx)
+	})
+	return d, nil
+}
+
+// parsed is what Config.prepare parses out of a configuration.
+type parsed struct {
+	mode      kad.ModeOpt
+	bootstrap []peer.AddrInfo
+}
+
+// prepare fills the zero fields of cfg with their defaults and checks it.
+// Every log line of the daemon and of what it builds goes through RedactDSN
+// from then on: a pgx error may quote the connection string.
+func (cfg *Config) prepare() (parsed, error) {
 	if cfg.DataDir == "" {
-		cfg.DataDir = "./kadstore-data"
+		cfg.DataDir = datadir.Default
 	}
 	if cfg.Listen == nil {
 		cfg.Listen = DefaultListen
@@ -175,7 +264,7 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
 		cfg.Bootstrap = DefaultBootstrap
 	}
 	if cfg.API == "" {
-		cfg.API = "127.0.0.1:5080"
+		cfg.API = DefaultAPI
 	}
 	if cfg.ProtocolPrefix == "" {
 		cfg.ProtocolPrefix = "/ipfs"
@@ -183,71 +272,71 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	mode, err := parseMode(cfg.Mode)
-	if err != nil {
-		return nil, err
-	}
-	bootstrap, err := parsePeers(cfg.Bootstrap)
-	if err != nil {
-		return nil, err
+	cfg.Logger = redactLogger(cfg.Logger)
+	if err := ensureJobDefaults(cfg); err != nil {
+		return parsed{}, err
 	}
 	for _, j := range cfg.DisableJobs {
 		if !slices.Contains(JobNames, j) {
-			return nil, fmt.Errorf("%w: unknown job %q (jobs: %s)", ErrConfig, j, strings.Join(JobNames, ", "))
+			return parsed{}, fmt.Errorf("%w: unknown job %q (jobs: %s)", ErrConfig, j, strings.Join(JobNames, ", "))
 		}
 	}
+	var p parsed
+	var err error
+	if p.mode, err = parseMode(cfg.Mode); err != nil {
+		return parsed{}, err
+	}
+	if p.bootstrap, err = parsePeers(cfg.Bootstrap); err != nil {
+		return parsed{}, err
+	}
+	return p, nil
+}
 
-	// Every log line of the daemon and of what it builds goes through
-	// RedactDSN: a pgx error may quote the connection string.
-	cfg.Logger = redactLogger(cfg.Logger)
-	d = &Daemon{cfg: cfg, log: cfg.Logger, Registry: prometheus.NewRegistry()}
-	defer func() {
-		if err != nil {
-			d.Close()
-			d = nil
-		}
-	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return d, err
+// openDataDir locks the data directory, loads (or creates) the identity and
+// opens the store, with its metrics.
+func (d *Daemon) openDataDir(ctx context.Context) (key crypto.PrivKey, created bool, err error) {
+	if d.lock, err = datadir.New(d.cfg.DataDir).Lock(); err != nil {
+		return nil, false, err
 	}
-	if d.lock, err = lockDir(cfg.DataDir); err != nil {
-		return d, err
+	// An address left by a node that was killed is not ours.
+	if err := d.lock.WithdrawAPI(); err != nil {
+		return nil, false, err
 	}
-	key, created, err := identity.LoadOrCreate(filepath.Join(cfg.DataDir, identity.FileName))
+	key, self, created, err := d.lock.Dir().Identity()
 	if err != nil {
-		return d, err
+		return nil, false, err
 	}
-	self, err := peer.IDFromPrivateKey(key)
-	if err != nil {
-		return d, fmt.Errorf("daemon: identity: %w", err)
+	if d.Store, err = openStore(ctx, d.cfg, d.lock, self, d.log); err != nil {
+		return nil, false, err
 	}
-	st, err := openStore(ctx, cfg, self, d.log)
-	if err != nil {
-		return d, err
-	}
-	d.Store = st
-	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if hr, ok := st.(store.HealthReporter); ok {
+	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newRecordsCollector(d.Store))
+	if hr, ok := d.Store.(store.HealthReporter); ok {
 		d.Registry.MustRegister(healthCollectors(hr)...)
 		if h := hr.Health(); h.Degraded() {
 			d.log.Warn("the store opened degraded: see /healthz and /v1/stats", "problems", h.Problems)
 		}
 	}
+	return key, created, nil
+}
 
+// startNode starts the libp2p host with key and the Kademlia node on it.
+func (d *Daemon) startNode(key crypto.PrivKey, p parsed) error {
+	cfg := d.cfg
 	hostOpts, err := d.hostOptions(protocol.ID(cfg.ProtocolPrefix) + "/kad/1.0.0")
 	if err != nil {
-		return d, err
+		return err
 	}
 	d.Host, err = libp2p.New(append([]libp2p.Option{libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.Listen...)}, hostOpts...)...)
 	if err != nil {
-		return d, fmt.Errorf("daemon: libp2p host: %w", err)
+		return fmt.Errorf("daemon: libp2p host: %w", err)
 	}
 	opts := []kad.Option{
-		kad.Mode(mode),
+		kad.Mode(p.mode),
 		kad.ProtocolPrefix(protocol.ID(cfg.ProtocolPrefix)),
 		kad.Registerer(d.Registry),
 		kad.Logger(d.log),
-		kad.BootstrapPeers(bootstrap...),
+		kad.BootstrapPeers(p.bootstrap...),
 		kad.MaxProviderAddrs(storeLimits(cfg).MaxAddrs),
 	}
 	if cfg.PeerWriteRate != 0 || cfg.PeerWriteBurst != 0 {
@@ -264,33 +353,7 @@ func Start(ctx context.Context, cfg Config) (d *Daemon, err error) {
 		opts = append(opts, kad.AddressFilter(kad.PublicAddrs))
 	}
 	d.Node, err = kad.New(d.Host, d.Store, append(opts, cfg.KadOptions...)...)
-	if err != nil {
-		return d, err
-	}
-	if created {
-		d.log.Info("created a new identity", "peer", d.Host.ID())
-	}
-
-	runCtx, cancel := context.WithCancel(context.Background())
-	d.cancel = cancel
-	if !cfg.NoJobs {
-		d.startJobs(runCtx)
-	}
-	if cfg.API != "off" {
-		if err := d.startAPI(); err != nil {
-			return d, err
-		}
-	}
-	logMode(d.log, mode, cfg.Listen)
-	d.wg.Go(func() {
-		if len(bootstrap) == 0 {
-			d.log.Info("no bootstrap peers: the node joins a network only when peers connect to it")
-			return
-		}
-		// A failure is logged by the node, which retries with backoff.
-		_ = d.Node.Bootstrap(runCtx)
-	})
-	return d, nil
+	return err
 }
 
 func parseMode(s string) (kad.ModeOpt, error) {
@@ -329,13 +392,13 @@ func parsePeers(addrs []string) ([]peer.AddrInfo, error) {
 // On error the store is a nil interface (never a nil *pebblestore.Store in a
 // non-nil store.Store, which Close would call), and the error names the
 // store with its password redacted.
-func openStore(ctx context.Context, cfg Config, self peer.ID, log *slog.Logger) (store.Store, error) {
+func openStore(ctx context.Context, cfg Config, lock *datadir.Lock, self peer.ID, log *slog.Logger) (store.Store, error) {
 	sopts := store.Options{Logger: log}
 	sopts.Limits = storeLimits(cfg)
 	switch {
 	case cfg.Store == "" || cfg.Store == "pebble":
-		dir := filepath.Join(cfg.DataDir, "store")
-		s, err := pebblestore.Open(dir, pebblestore.Options{Options: sopts, IndexedPeers: []peer.ID{self}, Sync: cfg.Sync, MinFreeSpace: cfg.MinFreeSpace})
+		dir := lock.Dir().StorePath()
+		s, err := pebblestore.Open(dir, datadir.StoreOptions(self, pebblestore.Options{Options: sopts, Sync: cfg.Sync, MinFreeSpace: cfg.MinFreeSpace}))
 		if errors.Is(err, pebblestore.ErrLocked) {
 			return nil, fmt.Errorf("%w: %v", ErrLocked, err)
 		}
@@ -346,7 +409,7 @@ func openStore(ctx context.Context, cfg Config, self peer.ID, log *slog.Logger) 
 	case cfg.Store == "memory":
 		return memstore.New(sopts), nil
 	case strings.HasPrefix(cfg.Store, "postgres://") || strings.HasPrefix(cfg.Store, "postgresql://"):
-		s, err := pgstore.Open(ctx, cfg.Store, pgstore.Options{Options: sopts})
+		s, err := pgstore.Open(ctx, cfg.Store, pgstore.Options{Options: sopts, Schema: cfg.PostgresSchema})
 		if err != nil {
 			// pgx errors may quote the connection string.
 			return nil, RedactError(fmt.Errorf("daemon: opening the PostgreSQL store %q: %w", RedactDSN(cfg.Store), err))
@@ -380,27 +443,36 @@ func logMode(log *slog.Logger, mode kad.ModeOpt, listen []string) {
 	}
 }
 
-// lockDir takes an exclusive lock on the data directory, so that a second
-// process fails at once instead of waiting on the store.
-func lockDir(dir string) (*os.File, error) {
-	path := filepath.Join(dir, "kadstore.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		b, _ := os.ReadFile(path)
-		f.Close()
-		holder := strings.TrimSpace(string(b))
-		if holder == "" {
-			holder = "unknown"
+// ensureJobDefaults fills the jobs' zero settings with their defaults and
+// refuses negative ones.
+func ensureJobDefaults(cfg *Config) error {
+	for _, f := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{JobReprovide, &cfg.ReprovideInterval, DefaultReprovideInterval},
+		{JobRepublish, &cfg.RepublishInterval, DefaultRepublishInterval},
+		{JobReplicate, &cfg.ReplicateInterval, DefaultReplicateInterval},
+		{JobExpire, &cfg.ExpireInterval, DefaultExpireInterval},
+	} {
+		switch {
+		case *f.v == 0:
+			*f.v = f.def
+		case *f.v < 0:
+			return fmt.Errorf("%w: %s interval %v: want a positive duration", ErrConfig, f.name, *f.v)
 		}
-		return nil, fmt.Errorf("%w: %s is used by another kadstore process (pid %s)", ErrLocked, dir, holder)
 	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	if cfg.JobPageSize == 0 {
+		cfg.JobPageSize = DefaultJobPageSize
 	}
-	return f, nil
+	if cfg.JobConcurrency == 0 {
+		cfg.JobConcurrency = DefaultJobConcurrency
+	}
+	if cfg.JobPageSize < 0 || cfg.JobConcurrency < 0 {
+		return fmt.Errorf("%w: job page size %d and concurrency %d: want positive numbers", ErrConfig, cfg.JobPageSize, cfg.JobConcurrency)
+	}
+	return nil
 }
 
 func (d *Daemon) startJobs(ctx context.Context) {
@@ -409,20 +481,23 @@ func (d *Daemon) startJobs(ctx context.Context) {
 		Help: "Records removed by the expiry job.",
 	})
 	d.Registry.MustRegister(expired)
-	state := &jobs.FileState{Path: filepath.Join(d.cfg.DataDir, "jobs.json")}
-	walk := func(interval time.Duration) jobs.WalkOptions {
+	state := &jobs.FileState{Path: d.lock.Dir().JobStatePath()}
+	// The jobs send each record to the node's k closest peers and refresh
+	// the node's own records for as long as the node keeps records.
+	walk := func(interval, ttl time.Duration) jobs.WalkOptions {
 		return jobs.WalkOptions{Interval: interval, State: state, Logger: d.log,
-			PageSize: d.cfg.JobPageSize, Concurrency: d.cfg.JobConcurrency}
+			PageSize: d.cfg.JobPageSize, Concurrency: d.cfg.JobConcurrency,
+			K: d.Node.BucketSize(), TTL: ttl}
 	}
 	d.expirer = jobs.NewExpirer(d.Store, jobs.ExpirerOptions{
 		Interval: d.cfg.ExpireInterval, Logger: d.log, OnExpired: func(n int) { expired.Add(float64(n)) },
 	})
-	d.reprovider = jobs.NewReprovider(d.Store, d.Node, walk(d.cfg.ReprovideInterval))
-	d.replicator = jobs.NewReplicator(d.Store, d.Node, jobs.ReplicatorOptions{WalkOptions: walk(d.cfg.ReplicateInterval)})
-	d.republish = jobs.NewReplicator(d.Store, d.Node, jobs.ReplicatorOptions{Own: true, WalkOptions: walk(d.cfg.RepublishInterval)})
+	d.reprovider = jobs.NewReprovider(d.Store, d.Node, walk(d.cfg.ReprovideInterval, d.Node.ProviderTTL()))
+	d.replicator = jobs.NewReplicator(d.Store, d.Node, jobs.ReplicatorOptions{WalkOptions: walk(d.cfg.ReplicateInterval, d.Node.RecordTTL())})
+	d.republish = jobs.NewReplicator(d.Store, d.Node, jobs.ReplicatorOptions{Own: true, WalkOptions: walk(d.cfg.RepublishInterval, d.Node.RecordTTL())})
 	for name, run := range map[string]func(context.Context){
-		"expire": d.expirer.Run, "reprovide": d.reprovider.Run,
-		"replicate": d.replicator.Run, "republish": d.republish.Run,
+		JobExpire: d.expirer.Run, JobReprovide: d.reprovider.Run,
+		JobReplicate: d.replicator.Run, JobRepublish: d.republish.Run,
 	} {
 		if slices.Contains(d.cfg.DisableJobs, name) {
 			d.log.Info("background job disabled", "job", name)
@@ -432,19 +507,16 @@ func (d *Daemon) startJobs(ctx context.Context) {
 	}
 }
 
-// JobNames are the background jobs, as DisableJobs names them.
-var JobNames = []string{"expire", "reprovide", "replicate", "republish"}
-
 // Jobs returns the progress of each background job.
 func (d *Daemon) Jobs() map[string]jobs.Progress {
 	if d.expirer == nil {
 		return nil
 	}
 	all := map[string]jobs.Progress{
-		"expire":    d.expirer.Progress(),
-		"reprovide": d.reprovider.Progress(),
-		"replicate": d.replicator.Progress(),
-		"republish": d.republish.Progress(),
+		JobExpire:    d.expirer.Progress(),
+		JobReprovide: d.reprovider.Progress(),
+		JobReplicate: d.replicator.Progress(),
+		JobRepublish: d.republish.Progress(),
 	}
 	for _, name := range d.cfg.DisableJobs {
 		delete(all, name)
@@ -495,6 +567,11 @@ func (d *Daemon) Close() error {
 	}
 	d.once.Do(func() {
 		var errs []error
+		if d.lock != nil {
+			// First: from now on, tools wait for the lock rather than
+			// call an API that is going away.
+			errs = append(errs, d.lock.WithdrawAPI())
+		}
 		if d.apiSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			errs = append(errs, d.apiSrv.Shutdown(ctx))
@@ -513,9 +590,7 @@ func (d *Daemon) Close() error {
 		if d.Store != nil {
 			errs = append(errs, d.Store.Close())
 		}
-		if d.lock != nil {
-			errs = append(errs, d.lock.Close())
-		}
+		errs = append(errs, d.lock.Unlock())
 		d.err = errors.Join(errs...)
 	})
 	return d.err

@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
@@ -82,6 +86,7 @@ func TestBadConfig(t *testing.T) {
 		"store":     func(c *daemon.Config) { c.Store = "mysql://x" },
 		"bootstrap": func(c *daemon.Config) { c.Bootstrap = []string{"/ip4/1.2.3.4/tcp/1"} },
 		"job":       func(c *daemon.Config) { c.DisableJobs = []string{"reprovide", "gardening"} },
+		"interval":  func(c *daemon.Config) { c.ExpireInterval = -time.Second },
 	}
 	for name, mutate := range cases {
 		cfg := config(t.TempDir())
@@ -113,5 +118,71 @@ func TestDisableJobs(t *testing.T) {
 	}
 	if _, ok := got["expire"]; !ok || len(got) != 2 {
 		t.Errorf("jobs reported: %v, want expire and republish", got)
+	}
+}
+
+// /metrics has the records the store holds and zeros for counters that saw
+// no event yet.
+func TestMetricsHaveRecordsAndZeros(t *testing.T) {
+	d, err := daemon.Start(context.Background(), config(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	h, _ := mh.Sum([]byte("metrics"), mh.SHA2_256, -1)
+	body, _ := json.Marshal(api.ProvideRequest{Keys: []string{cid.NewCidV1(cid.Raw, h).String()}})
+	resp, err := http.Post("http://"+d.APIAddr().String()+"/v1/provide", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	mfs, err := d.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "," + l.GetName() + "=" + l.GetValue()
+			}
+			if m.Gauge != nil {
+				found[name] = m.Gauge.GetValue()
+			} else if m.Counter != nil {
+				found[name] = m.Counter.GetValue()
+			}
+		}
+	}
+	for name, want := range map[string]float64{
+		"kadstore_store_records,kind=providers":                     1,
+		"kadstore_store_records,kind=values":                        0,
+		"kadstore_kad_records_rejected_total,reason=invalid":        0,
+		"kadstore_kad_records_rejected_total,reason=rate_limited":   0,
+		"kadstore_kad_bootstrap_attempts_total,outcome=failed":      0,
+		"kadstore_kad_messages_received_total,outcome=ok,type=PING": 0,
+	} {
+		if got, ok := found[name]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+}
+
+// The daemon publishes its API address in the data directory while it runs.
+func TestAPIAddressPublished(t *testing.T) {
+	dir := t.TempDir()
+	d, err := daemon.Start(context.Background(), config(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "api"))
+	if err != nil || strings.TrimSpace(string(b)) != "http://"+d.APIAddr().String() {
+		t.Fatalf("api file %q (%v), want http://%s", b, err, d.APIAddr())
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "api")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("api file after Close: %v", err)
 	}
 }

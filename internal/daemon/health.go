@@ -1,6 +1,9 @@
 package daemon
 
 import (
+	"context"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kadstore/kadstore/store"
@@ -37,4 +40,31 @@ func healthCollectors(hr store.HealthReporter) []prometheus.Collector {
 			Help: "Reads that met damaged data since the store was opened.",
 		}, func() float64 { return float64(hr.Health().CorruptReads) }),
 	}
+}
+
+// recordsCollector is kadstore_store_records{kind="providers"|"values"}: the
+// live records the store holds, from Store.Stats at each scrape (bounded by
+// a timeout, so a slow store delays a scrape by at most that).
+type recordsCollector struct {
+	s    store.Store
+	desc *prometheus.Desc
+}
+
+func newRecordsCollector(s store.Store) *recordsCollector {
+	return &recordsCollector{s: s, desc: prometheus.NewDesc("kadstore_store_records",
+		"Records the store holds, by kind (providers or values), as Store.Stats counts them.", []string{"kind"}, nil)}
+}
+
+func (c *recordsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *recordsCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := c.s.Stats(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.desc, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(st.ProviderRecords), "providers")
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(st.ValueRecords), "values")
 }

@@ -3,7 +3,7 @@
 //
 // The file holds the private key in libp2p's protobuf encoding
 // (crypto.MarshalPrivateKey), is created with mode 0600 on first use, and is
-// refused if it is readable by others or does not decode.
+// refused if it is readable by others (on Unix) or does not decode.
 package identity
 
 import (
@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
@@ -34,7 +35,9 @@ func LoadOrCreate(path string) (key crypto.PrivKey, created bool, err error) {
 		if err != nil {
 			return nil, false, err
 		}
-		if fi.Mode().Perm()&0o077 != 0 {
+		// Windows has no mode bits for others (Go reports 0666 for every
+		// writable file); its ACLs are left to the operator.
+		if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
 			return nil, false, fmt.Errorf("%w: %s has mode %v, want 0600", ErrBadKeyFile, path, fi.Mode().Perm())
 		}
 		k, err := crypto.UnmarshalPrivateKey(b)

@@ -4,8 +4,12 @@
 //
 // A line is one of
 //
-//	{"kind":"provider","key":"<base64>","provider":"<peer ID>","addrs":["/ip4/…"],"expires_ms":1700000000000}
-//	{"kind":"value","key":"<base64>","value":"<base64>","publisher":"<peer ID>","received_ms":…,"expires_ms":…}
+//	{"kind":"provider","key":"bafkrei…","provider":"<peer ID>","addrs":["/ip4/…"],"expires_ms":1700000000000}
+//	{"kind":"value","key":"/ipns/k51…","value":"<base64>","publisher":"<peer ID>","received_ms":…,"expires_ms":…}
+//
+// A key is in its printed form (internal/keytext): the CID of a provider
+// key, the text of a value key. Import also reads the base64 keys that
+// earlier versions wrote.
 //
 // Times are Unix milliseconds, the store's own resolution, so export → import →
 // export reproduces a file byte for byte. Export walks the store through paged
@@ -17,6 +21,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +31,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/kadstore/kadstore/internal/keytext"
 	"github.com/kadstore/kadstore/store"
 )
 
@@ -39,13 +45,42 @@ const MaxLine = 1 << 20
 // Line is the JSON form of one record.
 type Line struct {
 	Kind       string   `json:"kind"`
-	Key        []byte   `json:"key"`
+	Key        Key      `json:"key"`
 	Provider   string   `json:"provider,omitempty"`
 	Addrs      []string `json:"addrs,omitempty"`
 	Value      []byte   `json:"value,omitempty"`
 	Publisher  string   `json:"publisher,omitempty"`
 	ReceivedMs int64    `json:"received_ms,omitempty"`
 	ExpiresMs  int64    `json:"expires_ms"`
+}
+
+// Key is a record key; in JSON it is its printed form (keytext.Format).
+type Key []byte
+
+// String is the printed form.
+func (k Key) String() string { return keytext.Format(k) }
+
+// MarshalText writes the printed form.
+func (k Key) MarshalText() ([]byte, error) { return []byte(keytext.Format(k)), nil }
+
+// UnmarshalText reads the printed form, or the standard base64 that
+// versions before the printed form wrote.
+func (k *Key) UnmarshalText(b []byte) error {
+	s := string(b)
+	key, _, perr := keytext.Parse(s)
+	if perr == nil && keytext.Format(key) == s {
+		*k = key
+		return nil
+	}
+	if old, err := base64.StdEncoding.DecodeString(s); err == nil && len(old) > 0 {
+		*k = old
+		return nil
+	}
+	if perr != nil {
+		return fmt.Errorf("%w: key: %v", ErrBadLine, perr)
+	}
+	*k = key // a key in another form keytext.Parse takes (a CIDv0, …)
+	return nil
 }
 
 // Kinds of line.
@@ -81,7 +116,7 @@ func (l Line) ProviderRecord() (store.ProviderRecord, error) {
 	if err != nil {
 		return store.ProviderRecord{}, fmt.Errorf("%w: provider: %v", ErrBadLine, err)
 	}
-	r := store.ProviderRecord{Key: l.Key, Provider: id, Expires: time.UnixMilli(l.ExpiresMs)}
+	r := store.ProviderRecord{Key: []byte(l.Key), Provider: id, Expires: time.UnixMilli(l.ExpiresMs)}
 	for _, s := range l.Addrs {
 		a, err := ma.NewMultiaddr(s)
 		if err != nil {
@@ -97,7 +132,7 @@ func (l Line) ValueRecord() (store.ValueRecord, error) {
 	if l.Kind != KindValue {
 		return store.ValueRecord{}, fmt.Errorf("%w: kind %q is not %q", ErrBadLine, l.Kind, KindValue)
 	}
-	r := store.ValueRecord{Key: l.Key, Value: l.Value, Received: time.UnixMilli(l.ReceivedMs), Expires: time.UnixMilli(l.ExpiresMs)}
+	r := store.ValueRecord{Key: []byte(l.Key), Value: l.Value, Received: time.UnixMilli(l.ReceivedMs), Expires: time.UnixMilli(l.ExpiresMs)}
 	if l.Publisher != "" {
 		id, err := peer.Decode(l.Publisher)
 		if err != nil {
@@ -254,16 +289,8 @@ func Import(ctx context.Context, s store.Store, r io.Reader, progress Progress) 
 }
 
 // isRecordError reports whether err is about the record itself (so the record
-// is skipped) rather than about the store (so the import stops).
+// is skipped) rather than about the store (so the import stops): a store
+// rejection, except a full store, which every later record would meet too.
 func isRecordError(err error) bool {
-	for _, e := range []error{
-		store.ErrEmptyKey, store.ErrKeyTooLarge, store.ErrInvalidPeer, store.ErrValueTooLarge,
-		store.ErrTooManyAddrs, store.ErrExpired, store.ErrTTLTooLong, store.ErrTooManyProviders,
-		store.ErrProviderFull,
-	} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
+	return store.IsRejection(err) && !errors.Is(err, store.ErrStoreFull)
 }

@@ -3,13 +3,16 @@ package ndjson_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	ma "github.com/multiformats/go-multiaddr"
+	mh "github.com/multiformats/go-multihash"
 
 	"github.com/kadstore/kadstore/internal/ndjson"
 	"github.com/kadstore/kadstore/store"
@@ -104,4 +107,44 @@ func TestImportSkipsBadLinesAndKeepsTheRest(t *testing.T) {
 
 func itoa(n int64) string {
 	return strconv.FormatInt(n, 10)
+}
+
+// A key is printed as a CID or as its text, and the base64 that earlier
+// versions wrote still imports.
+func TestKeysArePrintedAndOldBase64IsRead(t *testing.T) {
+	ctx := context.Background()
+	h, _ := mh.Sum([]byte("k"), mh.SHA2_256, -1)
+	c := cid.NewCidV1(cid.Raw, h)
+	s := memstore.New(store.Options{})
+	defer s.Close()
+	exp := time.Now().Add(time.Hour)
+	p := storetest.NewPeer(t)
+	if err := s.AddProviders(ctx, store.ProviderRecord{Key: h, Provider: p, Expires: exp}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutValue(ctx, store.ValueRecord{Key: []byte("/v/name"), Value: []byte("x"), Received: time.Now(), Expires: exp}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := ndjson.Export(ctx, s, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"key":"`+c.String()+`"`) || !strings.Contains(out.String(), `"key":"/v/name"`) {
+		t.Fatalf("keys not in their printed form:\n%s", out.String())
+	}
+
+	old := `{"kind":"provider","key":"` + base64.StdEncoding.EncodeToString(h) + `","provider":"` + p.String() + `","expires_ms":` + strconv.FormatInt(exp.UnixMilli(), 10) + "}\n" +
+		`{"kind":"value","key":"` + base64.StdEncoding.EncodeToString([]byte("/v/name")) + `","value":"eA==","expires_ms":` + strconv.FormatInt(exp.UnixMilli(), 10) + "}\n"
+	dst := memstore.New(store.Options{})
+	defer dst.Close()
+	res, err := ndjson.Import(ctx, dst, strings.NewReader(old), nil)
+	if err != nil || res.Imported != 2 || res.Skipped != 0 {
+		t.Fatalf("import of base64 keys: %+v %v", res, err)
+	}
+	if provs, err := dst.Providers(ctx, h, 0); err != nil || len(provs) != 1 {
+		t.Fatalf("provider of the old line: %v %v", provs, err)
+	}
+	if _, err := dst.GetValue(ctx, []byte("/v/name")); err != nil {
+		t.Fatalf("value of the old line: %v", err)
+	}
 }

@@ -7,12 +7,11 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	mh "github.com/multiformats/go-multihash"
-	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kadstore/kadstore/internal/kadtest"
 	"github.com/kadstore/kadstore/internal/p2ptest"
 	"github.com/kadstore/kadstore/kad"
 	"github.com/kadstore/kadstore/store"
@@ -22,56 +21,24 @@ import (
 
 // dhtNode is a kad.Node on its own loopback host, with its store and the
 // registry of its metrics.
-type dhtNode struct {
-	*kad.Node
-	h   host.Host
-	st  store.Store
-	reg *prometheus.Registry
-}
+type dhtNode struct{ *kadtest.Node }
 
 // newDHTNode starts a kad node on a new loopback TCP host with store st; the
 // node and the host are closed when the test ends, before st.
 func newDHTNode(t *testing.T, st store.Store, mode kad.ModeOpt) *dhtNode {
 	t.Helper()
-	h := p2ptest.NewHost(t)
-	reg := prometheus.NewRegistry()
-	n, err := kad.New(h, st, kad.Mode(mode), kad.RefreshInterval(0), kad.Registerer(reg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	return &dhtNode{Node: n, h: h, st: st, reg: reg}
+	return &dhtNode{kadtest.New(t, st, kad.Mode(mode))}
 }
 
 // received returns how many requests of type typ (a protocol message name)
 // the node handled with outcome ("" for any outcome).
 func (n *dhtNode) received(t *testing.T, typ, outcome string) int {
 	t.Helper()
-	mfs, err := n.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	labels := map[string]string{"type": typ}
+	if outcome != "" {
+		labels["outcome"] = outcome
 	}
-	total := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != "kadstore_kad_messages_received_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var gotType, gotOutcome string
-			for _, lp := range m.GetLabel() {
-				switch lp.GetName() {
-				case "type":
-					gotType = lp.GetValue()
-				case "outcome":
-					gotOutcome = lp.GetValue()
-				}
-			}
-			if gotType == typ && (outcome == "" || gotOutcome == outcome) {
-				total += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return int(total)
+	return int(kadtest.Metric(t, n.Registry, "kadstore_kad_messages_received_total", labels))
 }
 
 func contentKey(t *testing.T, s string) []byte {
@@ -136,7 +103,7 @@ func TestSharedDatabaseDHT(t *testing.T) {
 
 	// The provider announces itself to A. ADD_PROVIDER is not answered, so
 	// wait until A has handled it.
-	if err := prov.h.Connect(ctx, peer.AddrInfo{ID: a.Self(), Addrs: a.h.Addrs()}); err != nil {
+	if err := prov.Host.Connect(ctx, peer.AddrInfo{ID: a.Self(), Addrs: a.Host.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := prov.SendAddProviders(ctx, a.Self(), shared); err != nil {
@@ -150,7 +117,7 @@ func TestSharedDatabaseDHT(t *testing.T) {
 	}
 
 	// The client asks B, the only peer it knows.
-	if err := client.h.Connect(ctx, peer.AddrInfo{ID: b.Self(), Addrs: b.h.Addrs()}); err != nil {
+	if err := client.Host.Connect(ctx, peer.AddrInfo{ID: b.Self(), Addrs: b.Host.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
 	p2ptest.WaitUntil(t, 30*time.Second, "B in the client's routing table", func() bool {
@@ -167,8 +134,8 @@ func TestSharedDatabaseDHT(t *testing.T) {
 		got[ai.ID] = addrStrings(ai.Addrs)
 	}
 	want := map[peer.ID][]string{
-		prov.Self(): addrStrings(prov.h.Addrs()), // received by A, stored with its addresses
-		c.Self():    addrStrings(c.h.Addrs()),    // C's own record
+		prov.Self(): addrStrings(prov.Host.Addrs()), // received by A, stored with its addresses
+		c.Self():    addrStrings(c.Host.Addrs()),    // C's own record
 	}
 	if len(got) != len(want) {
 		t.Errorf("client found %d providers %v, want %v", len(got), got, want)
@@ -199,15 +166,15 @@ func TestSharedDatabaseDHT(t *testing.T) {
 	// received, nor the other provider of the shared key.
 	for _, n := range servers {
 		var keys [][]byte
-		for r, err := range store.ScanProviders(ctx, n.st, store.ScanOptions{Peer: n.Self(), Limit: 2}) {
+		for r, err := range store.ScanProviders(ctx, n.Store, store.ScanOptions{Peer: n.Self(), Limit: 2}) {
 			if err != nil {
 				t.Fatalf("scan of %s's records: %v", n.Self(), err)
 			}
 			if r.Provider != n.Self() {
 				t.Errorf("scan of %s's records returned a record of %s", n.Self(), r.Provider)
 			}
-			if !slices.Equal(addrStrings(r.Addrs), addrStrings(n.h.Addrs())) {
-				t.Errorf("%s's record of %x: addresses %v, want %v", n.Self(), r.Key, r.Addrs, n.h.Addrs())
+			if !slices.Equal(addrStrings(r.Addrs), addrStrings(n.Host.Addrs())) {
+				t.Errorf("%s's record of %x: addresses %v, want %v", n.Self(), r.Key, r.Addrs, n.Host.Addrs())
 			}
 			keys = append(keys, r.Key)
 		}
@@ -221,7 +188,7 @@ func TestSharedDatabaseDHT(t *testing.T) {
 		}
 	}
 	// The database holds the servers' records and the provider's, once each.
-	st, err := c.st.Stats(ctx)
+	st, err := c.Store.Stats(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ type answer struct {
 // inputErrors are the errors whose identity the model test compares.
 var inputErrors = []error{
 	store.ErrEmptyKey, store.ErrKeyTooLarge, store.ErrInvalidPeer, store.ErrValueTooLarge,
-	store.ErrTooManyAddrs, store.ErrExpired, store.ErrTTLTooLong, store.ErrBadCursor,
+	store.ErrTooManyAddrs, store.ErrInvalidAddr, store.ErrExpired, store.ErrTTLTooLong, store.ErrBadCursor,
 	store.ErrBadScan, store.ErrNotFound,
 }
 
