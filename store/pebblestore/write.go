@@ -134,15 +134,6 @@ func (s *Store) commitGroup(sh *shard, group []*addRequest) {
 // that fails changes nothing. Limits are checked in the order memstore (the
 // reference) checks them: per key, per provider, then the whole store.
 func (t *txn) addProviders(recs []store.ProviderRecord, kks []record.KadKey) error {
-	limits := &t.s.limits
-	var (
-		added    int64
-		seen     map[store.Position]bool
-		perKey   map[record.KadKey]int
-		perProv  map[peer.ID]int64
-		firstKey record.KadKey
-		firstP   peer.ID
-	)
 	// Read the keys' providers in key order: consecutive seeks that move
 	// forward let pebble reuse its position in each level.
 	order := make([]int, len(recs))
@@ -150,58 +141,12 @@ func (t *txn) addProviders(recs []store.ProviderRecord, kks []record.KadKey) err
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return bytes.Compare(kks[a][:], kks[b][:]) })
-	for _, i := range order {
-		r := recs[i]
-		ks, err := t.keyState(&kks[i])
-		if err != nil {
-			return err
-		}
-		if ks.find(r.Provider) >= 0 {
-			continue
-		}
-		if len(recs) > 1 {
-			if seen == nil {
-				seen = make(map[store.Position]bool)
-				perKey = make(map[record.KadKey]int)
-				perProv = make(map[peer.ID]int64)
-			}
-			pos := store.Position{Key: kks[i], Provider: r.Provider}
-			if seen[pos] {
-				continue
-			}
-			seen[pos] = true
-			perKey[kks[i]]++
-			perProv[r.Provider]++
-		}
-		if added == 0 {
-			firstKey, firstP = kks[i], r.Provider
-		}
-		added++
+	n, err := t.countNew(recs, kks, order)
+	if err != nil {
+		return err
 	}
-	if added > 0 {
-		if perKey == nil { // one new record
-			perKey = map[record.KadKey]int{firstKey: 1}
-			perProv = map[peer.ID]int64{firstP: 1}
-		}
-		if limit := limits.MaxProvidersPerKey; limit > 0 {
-			for k, n := range perKey {
-				if have := len(t.keys[k].provs); have+n > limit {
-					return fmt.Errorf("%w: key %.16s has %d, %d new, limit %d", store.ErrTooManyProviders, k, have, n, limit)
-				}
-			}
-		}
-		if limit := limits.MaxRecordsPerProvider; limit > 0 && t.s.perProvider {
-			for p, n := range perProv {
-				c, err := t.provCount([]byte(p))
-				if err != nil {
-					return err
-				}
-				if c.cur+n > limit {
-					return fmt.Errorf("%w: %s has %d, %d new, limit %d", store.ErrProviderFull, p, c.cur, n, limit)
-				}
-			}
-		}
-		if err := t.reserve(added); err != nil {
+	if n.added > 0 {
+		if err := t.checkCounts(n); err != nil {
 			return err
 		}
 	}
@@ -209,6 +154,84 @@ func (t *txn) addProviders(recs []store.ProviderRecord, kks []record.KadKey) err
 		t.putProvider(&kks[i], recs[i])
 	}
 	return nil
+}
+
+// newRecords counts the records of one call that the store does not hold
+// yet: in all, per key and per provider.
+type newRecords struct {
+	added   int64
+	perKey  map[record.KadKey]int
+	perProv map[peer.ID]int64
+}
+
+// countNew reads the providers of the records' keys (in order) and counts
+// the new records, each (key, provider) once.
+func (t *txn) countNew(recs []store.ProviderRecord, kks []record.KadKey, order []int) (newRecords, error) {
+	var (
+		n        newRecords
+		seen     map[store.Position]bool
+		firstKey record.KadKey
+		firstP   peer.ID
+	)
+	for _, i := range order {
+		r := recs[i]
+		ks, err := t.keyState(&kks[i])
+		if err != nil {
+			return n, err
+		}
+		if ks.find(r.Provider) >= 0 {
+			continue
+		}
+		if len(recs) > 1 {
+			if seen == nil {
+				seen = make(map[store.Position]bool)
+				n.perKey = make(map[record.KadKey]int)
+				n.perProv = make(map[peer.ID]int64)
+			}
+			pos := store.Position{Key: kks[i], Provider: r.Provider}
+			if seen[pos] {
+				continue
+			}
+			seen[pos] = true
+			n.perKey[kks[i]]++
+			n.perProv[r.Provider]++
+		}
+		if n.added == 0 {
+			firstKey, firstP = kks[i], r.Provider
+		}
+		n.added++
+	}
+	if n.added > 0 && n.perKey == nil { // one new record
+		n.perKey = map[record.KadKey]int{firstKey: 1}
+		n.perProv = map[peer.ID]int64{firstP: 1}
+	}
+	return n, nil
+}
+
+// checkCounts checks the count limits for the new records, in memstore's
+// order (per key, per provider, the whole store), reserving room in the
+// last.
+func (t *txn) checkCounts(n newRecords) error {
+	limits := &t.s.limits
+	if limit := limits.MaxProvidersPerKey; limit > 0 {
+		for k, c := range n.perKey {
+			if have := len(t.keys[k].provs); have+c > limit {
+				return fmt.Errorf("%w: key %.16s has %d, %d new, limit %d", store.ErrTooManyProviders, k, have, c, limit)
+			}
+		}
+	}
+	if limit := limits.MaxRecordsPerProvider; limit > 0 && t.s.perProvider {
+		for p, c := range n.perProv {
+			have, err := t.provCount([]byte(p))
+			if err != nil {
+				return err
+			}
+			if have.cur+c > limit {
+				return fmt.Errorf("%w: %s has %d, %d new, limit %d", store.ErrProviderFull, p, have.cur, c, limit)
+			}
+		}
+	}
+	return t.reserve(n.added)
 }
 
 // RemoveProvider removes the record of provider p for key, if any.
