@@ -28,11 +28,13 @@ func lsKeys(t *testing.T, kind string, args ...string) []string {
 	}
 	var keys []string
 	for line := range strings.Lines(string(stdout)) {
-		var l struct{ Key string }
+		var l struct {
+			KeyText string `json:"key_text"`
+		}
 		if err := json.Unmarshal([]byte(line), &l); err != nil {
 			t.Fatalf("ls printed %q: %v", line, err)
 		}
-		keys = append(keys, l.Key)
+		keys = append(keys, l.KeyText)
 	}
 	return keys
 }

@@ -1,5 +1,6 @@
 // Package keytext gives record keys the one printed form every kadstore
-// command and the HTTP API print and accept:
+// command prints and accepts (and the HTTP API's JSON carries as
+// "key_text", beside the base64 "key"):
 //
 //   - a provider key (a multihash) is the CIDv1 of the raw codec, in base32:
 //     bafkrei…, the form IPFS tools print, so `kadstore get` and
@@ -88,8 +89,9 @@ func printable(b []byte) bool {
 // Parse returns the key a printed form names, and whether it is a value key
 // (one that starts with "/"; a provider key is a multihash). It accepts
 // what Format prints, and also a CID of any version, base or codec (its
-// multihash is the key), and an /ipns/ name in any form ipns.NameFromString
-// takes (a peer ID, a CID).
+// multihash is the key), an /ipns/ name in any form ipns.NameFromString
+// takes (a peer ID, a CID), and the plain standard base64 of the key (the
+// "key" field of export lines and of the API's JSON).
 func Parse(s string) (key []byte, isValue bool, err error) {
 	switch {
 	case s == "":
@@ -115,8 +117,14 @@ func Parse(s string) (key []byte, isValue bool, err error) {
 		return []byte(s), true, nil
 	}
 	c, err := cid.Decode(s)
-	if err != nil {
-		return nil, false, fmt.Errorf("%w: %q is not a CID, nor a /-prefixed value key, nor base64:…: %v", ErrBadKey, s, err)
+	if err == nil {
+		return c.Hash(), false, nil
 	}
-	return c.Hash(), false, nil
+	// The base64 of the key's bytes, the "key" field of export lines and
+	// the API's JSON. No CID is valid standard base64 (wrong length or
+	// alphabet), so the forms do not overlap.
+	if b, berr := base64.StdEncoding.DecodeString(s); berr == nil && len(b) > 0 {
+		return b, b[0] == '/', nil
+	}
+	return nil, false, fmt.Errorf("%w: %q is not a CID, nor a /-prefixed value key, nor base64: %v", ErrBadKey, s, err)
 }

@@ -4,12 +4,14 @@
 //
 // A line is one of
 //
-//	{"kind":"provider","key":"bafkrei…","provider":"<peer ID>","addrs":["/ip4/…"],"expires_ms":1700000000000}
-//	{"kind":"value","key":"/ipns/k51…","value":"<base64>","publisher":"<peer ID>","received_ms":…,"expires_ms":…}
+//	{"kind":"provider","key":"EiD…","key_text":"bafkrei…","provider":"<peer ID>","addrs":["/ip4/…"],"expires_ms":1700000000000}
+//	{"kind":"value","key":"L2lwbnMv…","key_text":"/ipns/k51…","value":"<base64>","publisher":"<peer ID>","received_ms":…,"expires_ms":…}
 //
-// A key is in its printed form (internal/keytext): the CID of a provider
-// key, the text of a value key. Import also reads the base64 keys that
-// earlier versions wrote.
+// "key" is the key's bytes in standard base64, as every version wrote it and
+// every reader of the format (scripts, the HTTP API's clients) parses it;
+// "key_text" is its printed form (internal/keytext: the CID of a provider
+// key, the text of a value key), the one the commands print and accept.
+// Import reads "key" in either form and ignores "key_text".
 //
 // Times are Unix milliseconds, the store's own resolution, so export → import →
 // export reproduces a file byte for byte. Export walks the store through paged
@@ -46,6 +48,7 @@ const MaxLine = 1 << 20
 type Line struct {
 	Kind       string   `json:"kind"`
 	Key        Key      `json:"key"`
+	KeyText    string   `json:"key_text,omitempty"`
 	Provider   string   `json:"provider,omitempty"`
 	Addrs      []string `json:"addrs,omitempty"`
 	Value      []byte   `json:"value,omitempty"`
@@ -54,17 +57,20 @@ type Line struct {
 	ExpiresMs  int64    `json:"expires_ms"`
 }
 
-// Key is a record key; in JSON it is its printed form (keytext.Format).
+// Key is a record key; in JSON it is its bytes in standard base64 (the
+// format's stable field), and it reads the printed form too.
 type Key []byte
 
 // String is the printed form.
 func (k Key) String() string { return keytext.Format(k) }
 
-// MarshalText writes the printed form.
-func (k Key) MarshalText() ([]byte, error) { return []byte(keytext.Format(k)), nil }
+// MarshalText writes the key's bytes in standard base64.
+func (k Key) MarshalText() ([]byte, error) {
+	return []byte(base64.StdEncoding.EncodeToString(k)), nil
+}
 
-// UnmarshalText reads the printed form, or the standard base64 that
-// versions before the printed form wrote.
+// UnmarshalText reads the printed form (keytext.Format), or the standard
+// base64 that MarshalText writes.
 func (k *Key) UnmarshalText(b []byte) error {
 	s := string(b)
 	key, _, perr := keytext.Parse(s)
@@ -91,7 +97,7 @@ const (
 
 // FromProvider returns the line of a provider record.
 func FromProvider(r store.ProviderRecord) Line {
-	l := Line{Kind: KindProvider, Key: r.Key, Provider: r.Provider.String(), ExpiresMs: r.Expires.UnixMilli()}
+	l := Line{Kind: KindProvider, Key: r.Key, KeyText: keytext.Format(r.Key), Provider: r.Provider.String(), ExpiresMs: r.Expires.UnixMilli()}
 	for _, a := range r.Addrs {
 		l.Addrs = append(l.Addrs, a.String())
 	}
@@ -100,7 +106,7 @@ func FromProvider(r store.ProviderRecord) Line {
 
 // FromValue returns the line of a value record.
 func FromValue(r store.ValueRecord) Line {
-	l := Line{Kind: KindValue, Key: r.Key, Value: r.Value, ReceivedMs: r.Received.UnixMilli(), ExpiresMs: r.Expires.UnixMilli()}
+	l := Line{Kind: KindValue, Key: r.Key, KeyText: keytext.Format(r.Key), Value: r.Value, ReceivedMs: r.Received.UnixMilli(), ExpiresMs: r.Expires.UnixMilli()}
 	if r.Publisher != "" {
 		l.Publisher = r.Publisher.String()
 	}

@@ -109,8 +109,9 @@ func itoa(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
-// A key is printed as a CID or as its text, and the base64 that earlier
-// versions wrote still imports.
+// A line carries the key as base64 (the stable field) and in its printed
+// form (a CID, or the text); a line with the printed form in "key" imports
+// too.
 func TestKeysArePrintedAndOldBase64IsRead(t *testing.T) {
 	ctx := context.Background()
 	h, _ := mh.Sum([]byte("k"), mh.SHA2_256, -1)
@@ -129,17 +130,22 @@ func TestKeysArePrintedAndOldBase64IsRead(t *testing.T) {
 	if _, err := ndjson.Export(ctx, s, &out, nil); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), `"key":"`+c.String()+`"`) || !strings.Contains(out.String(), `"key":"/v/name"`) {
-		t.Fatalf("keys not in their printed form:\n%s", out.String())
+	for _, want := range []string{
+		`"key":"` + base64.StdEncoding.EncodeToString(h) + `","key_text":"` + c.String() + `"`,
+		`"key":"` + base64.StdEncoding.EncodeToString([]byte("/v/name")) + `","key_text":"/v/name"`,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("no %s in:\n%s", want, out.String())
+		}
 	}
 
-	old := `{"kind":"provider","key":"` + base64.StdEncoding.EncodeToString(h) + `","provider":"` + p.String() + `","expires_ms":` + strconv.FormatInt(exp.UnixMilli(), 10) + "}\n" +
-		`{"kind":"value","key":"` + base64.StdEncoding.EncodeToString([]byte("/v/name")) + `","value":"eA==","expires_ms":` + strconv.FormatInt(exp.UnixMilli(), 10) + "}\n"
+	old := `{"kind":"provider","key":"` + c.String() + `","provider":"` + p.String() + `","expires_ms":` + strconv.FormatInt(exp.UnixMilli(), 10) + "}\n" +
+		`{"kind":"value","key":"/v/name","value":"eA==","expires_ms":` + strconv.FormatInt(exp.UnixMilli(), 10) + "}\n"
 	dst := memstore.New(store.Options{})
 	defer dst.Close()
 	res, err := ndjson.Import(ctx, dst, strings.NewReader(old), nil)
 	if err != nil || res.Imported != 2 || res.Skipped != 0 {
-		t.Fatalf("import of base64 keys: %+v %v", res, err)
+		t.Fatalf("import of printed keys: %+v %v", res, err)
 	}
 	if provs, err := dst.Providers(ctx, h, 0); err != nil || len(provs) != 1 {
 		t.Fatalf("provider of the old line: %v %v", provs, err)
