@@ -77,6 +77,13 @@ func TestCheckAndRepairDamagedStore(t *testing.T) {
 		t.Fatalf("check panicked:\n%s", errOut)
 	}
 
+	// Export writes every record it can read and then fails, saying why.
+	out, errOut, code = kadstore(t, "export", "--data", data)
+	lines := bytes.Count(out, []byte("\n"))
+	if code != 1 || lines == 0 || lines >= len(keys) || !bytes.Contains(errOut, []byte("could not be read")) {
+		t.Fatalf("export of a damaged store: exit %d, %d lines\n%s", code, lines, errOut)
+	}
+
 	fixed := filepath.Join(t.TempDir(), "fixed")
 	out, errOut, code = kadstore(t, "check", "--data", data, "--repair", fixed)
 	if code != 0 || !bytes.Contains(out, []byte("the copy checks sound")) {

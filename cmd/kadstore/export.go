@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -93,6 +94,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if bar != nil {
 		bar.Finish()
 	}
+	if errors.Is(err, ndjson.ErrIncomplete) {
+		// Every readable record was written: say how many, then fail.
+		fmt.Fprintf(stderr, "exported %d records\n", n)
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -110,7 +116,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func exportAPI(ctx context.Context, t *target, w io.Writer, progress ndjson.Progress, kinds []store.Kind) (int64, error) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	var n int64
+	var n, skipped int64
 	for _, k := range kinds {
 		q := url.Values{"kind": {"providers"}, "limit": {fmt.Sprint(exportPage)}}
 		if k == store.Values {
@@ -121,6 +127,7 @@ func exportAPI(ctx context.Context, t *target, w io.Writer, progress ndjson.Prog
 			if err := t.getJSON(ctx, "/v1/scan", q, &page); err != nil {
 				return n, err
 			}
+			skipped += int64(page.Skipped)
 			for _, l := range page.Records {
 				if err := enc.Encode(l); err != nil {
 					return n, err
@@ -134,7 +141,7 @@ func exportAPI(ctx context.Context, t *target, w io.Writer, progress ndjson.Prog
 			q.Set("after", page.Next)
 		}
 	}
-	return n, nil
+	return n, ndjson.Incomplete(skipped)
 }
 
 // progressOn returns a progress bar on w when w is a terminal, else nil.

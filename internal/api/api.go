@@ -220,6 +220,9 @@ func (a *api) stats(w http.ResponseWriter, r *http.Request) {
 type ScanResponse struct {
 	Records []ndjson.Line `json:"records"`
 	Next    string        `json:"next"`
+	// Skipped counts the records (or damaged ranges) the page stepped over
+	// because they could not be read (store.Page.Skipped).
+	Skipped int `json:"skipped,omitempty"`
 }
 
 // EncodeCursor and DecodeCursor give cursors their URL form.
@@ -279,7 +282,7 @@ func (a *api) scan(w http.ResponseWriter, r *http.Request) {
 		writeStoreError(w, err)
 		return
 	}
-	resp := ScanResponse{Records: make([]ndjson.Line, 0, page.Len())}
+	resp := ScanResponse{Records: make([]ndjson.Line, 0, page.Len()), Skipped: page.Skipped}
 	for _, p := range page.Providers {
 		resp.Records = append(resp.Records, ndjson.FromProvider(p))
 	}

@@ -153,7 +153,9 @@ func (l Line) ValueRecord() (store.ValueRecord, error) {
 type Progress func(done int64)
 
 // Export writes every live record of the given kinds (both when kinds is
-// empty) to w, in scan order, and returns how many it wrote.
+// empty) to w, in scan order, and returns how many it wrote. Records the
+// store could not read (Page.Skipped) do not stop it: it writes the rest and
+// then returns an error matching ErrIncomplete.
 func Export(ctx context.Context, s store.Store, w io.Writer, progress Progress, kinds ...store.Kind) (int64, error) {
 	if len(kinds) == 0 {
 		kinds = []store.Kind{store.Providers, store.Values}
@@ -161,12 +163,13 @@ func Export(ctx context.Context, s store.Store, w io.Writer, progress Progress, 
 	bw := bufio.NewWriterSize(w, 256<<10)
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
-	var n int64
+	var n, skipped int64
 	for _, kind := range kinds {
 		for page, err := range store.Pages(ctx, s, store.ScanOptions{Kind: kind, Limit: 1000}) {
 			if err != nil {
 				return n, err
 			}
+			skipped += int64(page.Skipped)
 			for _, r := range page.Providers {
 				if err := enc.Encode(FromProvider(r)); err != nil {
 					return n, err
@@ -184,7 +187,23 @@ func Export(ctx context.Context, s store.Store, w io.Writer, progress Progress, 
 			}
 		}
 	}
-	return n, bw.Flush()
+	if err := bw.Flush(); err != nil {
+		return n, err
+	}
+	return n, Incomplete(skipped)
+}
+
+// ErrIncomplete is returned by Export, after it wrote every record it could
+// read, when the store could not read some (damaged data, see kadstore check).
+var ErrIncomplete = errors.New("ndjson: export incomplete")
+
+// Incomplete returns the error of an export that skipped records (or damaged
+// ranges), or nil if skipped is 0.
+func Incomplete(skipped int64) error {
+	if skipped == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %d damaged records or key ranges could not be read (run kadstore check)", ErrIncomplete, skipped)
 }
 
 // ImportResult counts what Import did.
