@@ -158,20 +158,22 @@ func (t *txn) addProviders(recs []store.ProviderRecord, kks []record.KadKey) err
 
 // newRecords counts the records of one call that the store does not hold
 // yet: in all, per key and per provider.
+// A call of one new record (the common case) leaves the maps nil and names
+// it in key and prov: maps that escape would cost two allocations a call.
 type newRecords struct {
 	added   int64
 	perKey  map[record.KadKey]int
 	perProv map[peer.ID]int64
+	key     record.KadKey
+	prov    peer.ID
 }
 
 // countNew reads the providers of the records' keys (in order) and counts
 // the new records, each (key, provider) once.
 func (t *txn) countNew(recs []store.ProviderRecord, kks []record.KadKey, order []int) (newRecords, error) {
 	var (
-		n        newRecords
-		seen     map[store.Position]bool
-		firstKey record.KadKey
-		firstP   peer.ID
+		n    newRecords
+		seen map[store.Position]bool
 	)
 	for _, i := range order {
 		r := recs[i]
@@ -197,13 +199,9 @@ func (t *txn) countNew(recs []store.ProviderRecord, kks []record.KadKey, order [
 			n.perProv[r.Provider]++
 		}
 		if n.added == 0 {
-			firstKey, firstP = kks[i], r.Provider
+			n.key, n.prov = kks[i], r.Provider
 		}
 		n.added++
-	}
-	if n.added > 0 && n.perKey == nil { // one new record
-		n.perKey = map[record.KadKey]int{firstKey: 1}
-		n.perProv = map[peer.ID]int64{firstP: 1}
 	}
 	return n, nil
 }
@@ -214,20 +212,42 @@ func (t *txn) countNew(recs []store.ProviderRecord, kks []record.KadKey, order [
 func (t *txn) checkCounts(n newRecords) error {
 	limits := &t.s.limits
 	if limit := limits.MaxProvidersPerKey; limit > 0 {
-		for k, c := range n.perKey {
+		check := func(k record.KadKey, c int) error {
 			if have := len(t.keys[k].provs); have+c > limit {
 				return fmt.Errorf("%w: key %.16s has %d, %d new, limit %d", store.ErrTooManyProviders, k, have, c, limit)
+			}
+			return nil
+		}
+		if n.perKey == nil {
+			if err := check(n.key, 1); err != nil {
+				return err
+			}
+		}
+		for k, c := range n.perKey {
+			if err := check(k, c); err != nil {
+				return err
 			}
 		}
 	}
 	if limit := limits.MaxRecordsPerProvider; limit > 0 && t.s.perProvider {
-		for p, c := range n.perProv {
+		check := func(p peer.ID, c int64) error {
 			have, err := t.provCount([]byte(p))
 			if err != nil {
 				return err
 			}
 			if have.cur+c > limit {
 				return fmt.Errorf("%w: %s has %d, %d new, limit %d", store.ErrProviderFull, p, have.cur, c, limit)
+			}
+			return nil
+		}
+		if n.perProv == nil {
+			if err := check(n.prov, 1); err != nil {
+				return err
+			}
+		}
+		for p, c := range n.perProv {
+			if err := check(p, c); err != nil {
+				return err
 			}
 		}
 	}
