@@ -238,10 +238,21 @@ type node struct {
 }
 
 // countingStore counts the provider records a node stores for other peers.
+// On a provider, advance (if set) is told how many records each Scan page
+// holds: the reprovider takes up the keys page by page.
 type countingStore struct {
 	store.Store
 	self     peer.ID
 	received *atomic.Int64
+	advance  func(n int)
+}
+
+func (s *countingStore) Scan(ctx context.Context, opts store.ScanOptions) (store.Page, error) {
+	page, err := s.Store.Scan(ctx, opts)
+	if err == nil && s.advance != nil && opts.Kind == store.Providers {
+		s.advance(len(page.Providers))
+	}
+	return page, err
 }
 
 func (s *countingStore) AddProviders(ctx context.Context, recs ...store.ProviderRecord) error {
@@ -267,6 +278,7 @@ type sim struct {
 	rng      *mrand.Rand
 	keyRand  *mrand.ChaCha8
 	received atomic.Int64
+	churn    *churner
 
 	mu    sync.Mutex // guards nodes' alive flags and the slice while churning
 	nodes []*node
@@ -356,27 +368,23 @@ func (s *sim) run(ctx context.Context) (Result, error) {
 	res.BuildSeconds = time.Since(start).Seconds()
 	s.log.Info("network built", "nodes", o.Nodes, "fill", o.Fill, "seconds", round(res.BuildSeconds), "links", s.f.links())
 
-	// The cycle, with churn beside it.
+	// The cycle, with churn in step with it.
 	streams0 := s.f.streams.Load()
 	cycleStart := time.Now()
-	var done atomic.Int64 // records handled, for the churn schedule
-	cctx, stopChurn := context.WithCancel(ctx)
-	churnDone := make(chan struct{})
-	go func() {
-		defer close(churnDone)
-		res.Left, res.Joined = s.churn(cctx, &done)
-	}()
+	s.churn = s.newChurner(ctx)
+	for _, p := range provs {
+		p.st.advance = s.churn.advance
+	}
 	var err error
 	if o.Legacy {
-		err = s.legacyCycle(ctx, provs, &done, &res)
+		err = s.legacyCycle(ctx, provs, &res)
 	} else {
-		err = s.regionCycle(ctx, provs, &done, &res)
+		err = s.regionCycle(ctx, provs, &res)
 	}
 	res.CycleSeconds = time.Since(cycleStart).Seconds()
-	stopChurn()
-	<-churnDone
 	res.Goroutines = runtime.NumGoroutine()
 	res.StreamsOpened = s.f.streams.Load() - streams0
+	res.Left, res.Joined = s.churn.wait()
 	if err != nil {
 		return res, fmt.Errorf("reprovide cycle: %w", err)
 	}
@@ -528,7 +536,7 @@ func (s *sim) storeOwn(ctx context.Context, provs []*node) error {
 
 // regionCycle runs one cycle of the real region reprovider on every provider
 // at once.
-func (s *sim) regionCycle(ctx context.Context, provs []*node, done *atomic.Int64, res *Result) error {
+func (s *sim) regionCycle(ctx context.Context, provs []*node, res *Result) error {
 	reps := make([]*jobs.Reprovider, len(provs))
 	for i, p := range provs {
 		reps[i] = jobs.NewReprovider(p.st, p.kad, jobs.WalkOptions{K: s.opts.K, Logger: s.quiet})
@@ -538,13 +546,11 @@ func (s *sim) regionCycle(ctx context.Context, provs []*node, done *atomic.Int64
 	for i := range reps {
 		wg.Go(func() { errs[i] = reps[i].RunCycle(ctx) })
 	}
-	// Progress, and the churn schedule's clock.
 	stop := make(chan struct{})
 	var pwg sync.WaitGroup
 	pwg.Go(func() {
-		tick := time.NewTicker(20 * time.Millisecond)
+		tick := time.NewTicker(5 * time.Second)
 		defer tick.Stop()
-		last := time.Now()
 		for {
 			select {
 			case <-stop:
@@ -555,11 +561,7 @@ func (s *sim) regionCycle(ctx context.Context, provs []*node, done *atomic.Int64
 			for _, r := range reps {
 				d += r.Progress().Done
 			}
-			done.Store(d)
-			if time.Since(last) >= 5*time.Second {
-				last = time.Now()
-				s.log.Info("reproviding", "records", d, "of", s.opts.Keys)
-			}
+			s.log.Info("reproviding", "records", d, "of", s.opts.Keys)
 		}
 	})
 	wg.Wait()
@@ -580,8 +582,8 @@ func (s *sim) regionCycle(ctx context.Context, provs []*node, done *atomic.Int64
 
 // legacyCycle reprovides every key with its own lookup: GetClosestPeers,
 // then ADD_PROVIDER to each peer it returned.
-func (s *sim) legacyCycle(ctx context.Context, provs []*node, done *atomic.Int64, res *Result) error {
-	var lookups, sent, errs atomic.Int64
+func (s *sim) legacyCycle(ctx context.Context, provs []*node, res *Result) error {
+	var lookups, sent, errs, keysDone atomic.Int64
 	stop := make(chan struct{})
 	var pwg sync.WaitGroup
 	pwg.Go(func() {
@@ -592,7 +594,7 @@ func (s *sim) legacyCycle(ctx context.Context, provs []*node, done *atomic.Int64
 			case <-stop:
 				return
 			case <-tick.C:
-				s.log.Info("reproviding (legacy)", "records", done.Load(), "of", s.opts.Keys)
+				s.log.Info("reproviding (legacy)", "records", keysDone.Load(), "of", s.opts.Keys)
 			}
 		}
 	})
@@ -613,7 +615,8 @@ func (s *sim) legacyCycle(ctx context.Context, provs []*node, done *atomic.Int64
 					}
 					sent.Add(1)
 				}
-				done.Add(1)
+				keysDone.Add(1)
+				s.churn.advance(1)
 				return nil
 			})
 		})
@@ -625,74 +628,97 @@ func (s *sim) legacyCycle(ctx context.Context, provs []*node, done *atomic.Int64
 	return ctx.Err()
 }
 
-// churn makes nodes leave and join while the cycle runs: event j of the
-// Churn·Nodes events fires when the cycle has handled j/(events+1) of the
-// keys. Each event stops one random live node that is not a provider, and
-// starts a new one that bootstraps from a random live node.
-func (s *sim) churn(ctx context.Context, done *atomic.Int64) (left, joined int) {
-	events := int(s.opts.Churn * float64(s.opts.Nodes))
-	if events == 0 {
-		return 0, 0
+// churner makes nodes leave and join during the cycle, in step with it:
+// event j of the Churn·Nodes events fires as soon as the cycle has taken up
+// j/(events+1) of the keys (the providers' stores call advance after each
+// Scan page; the legacy cycle after each key). An event stops one random live
+// node that is not a provider, and starts a new one that bootstraps from a
+// random live node in the background. Providers never leave: their cycle
+// would stop with them.
+type churner struct {
+	s      *sim
+	events int
+	rng    *mrand.Rand
+
+	mu     sync.Mutex
+	done   int64 // keys taken up by the cycle
+	fired  int
+	left   int
+	joined atomic.Int64 // joiners whose bootstrap succeeded
+	ctx    context.Context
+	wg     sync.WaitGroup
+	sem    chan struct{}
+}
+
+func (s *sim) newChurner(ctx context.Context) *churner {
+	return &churner{
+		s:      s,
+		events: int(s.opts.Churn * float64(s.opts.Nodes)),
+		rng:    mrand.New(mrand.NewPCG(s.opts.Seed, 0xc4a2)),
+		ctx:    ctx,
+		sem:    make(chan struct{}, 4),
 	}
-	rng := mrand.New(mrand.NewPCG(s.opts.Seed, 0xc4a2))
-	var jwg sync.WaitGroup
-	var joinedN atomic.Int64
-	sem := make(chan struct{}, 4)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	fired := 0
-	for fired < events {
-		select {
-		case <-ctx.Done():
-			jwg.Wait()
-			return left, int(joinedN.Load())
-		case <-tick.C:
-		}
-		due := int(done.Load() * int64(events+1) / int64(s.opts.Keys))
-		for fired < min(due, events) && ctx.Err() == nil {
-			fired++
-			// Leave.
-			s.mu.Lock()
-			var cands []*node
-			for _, n := range s.nodes {
-				if n.alive && !n.prov {
-					cands = append(cands, n)
-				}
-			}
-			victim := cands[rng.IntN(len(cands))]
-			victim.alive = false
-			boot := cands[rng.IntN(len(cands))]
-			for boot == victim {
-				boot = cands[rng.IntN(len(cands))]
-			}
-			s.mu.Unlock()
-			s.f.setAlive(victim.id, false)
-			victim.stop()
-			left++
-			// Join.
-			s.mu.Lock()
-			n, err := s.newNode([]peer.AddrInfo{{ID: boot.id, Addrs: boot.addrs}})
-			if err == nil {
-				s.nodes = append(s.nodes, n)
-			}
-			s.mu.Unlock()
-			if err != nil {
-				s.log.Warn("churn: a node could not start", "err", err)
-				continue
-			}
-			sem <- struct{}{}
-			jwg.Go(func() {
-				defer func() { <-sem }()
-				if err := n.kad.RefreshRoutingTable(ctx); err == nil {
-					joinedN.Add(1)
-				} else if ctx.Err() == nil {
-					s.log.Warn("churn: a joining node failed to bootstrap", "err", err)
-				}
-			})
+}
+
+// advance records n more keys taken up and fires the events now due.
+func (c *churner) advance(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.done += int64(n)
+	for c.fired < c.events && c.done*int64(c.events+1) >= int64(c.fired+1)*int64(c.s.opts.Keys) && c.ctx.Err() == nil {
+		c.fired++
+		c.event()
+	}
+}
+
+func (c *churner) event() {
+	s := c.s
+	s.mu.Lock()
+	var cands []*node
+	for _, n := range s.nodes {
+		if n.alive && !n.prov {
+			cands = append(cands, n)
 		}
 	}
-	jwg.Wait()
-	return left, int(joinedN.Load())
+	victim := cands[c.rng.IntN(len(cands))]
+	victim.alive = false
+	boot := victim
+	for boot == victim {
+		boot = cands[c.rng.IntN(len(cands))]
+	}
+	s.mu.Unlock()
+	s.f.setAlive(victim.id, false)
+	victim.stop()
+	c.left++
+
+	s.mu.Lock()
+	n, err := s.newNode([]peer.AddrInfo{{ID: boot.id, Addrs: boot.addrs}})
+	if err == nil {
+		s.nodes = append(s.nodes, n)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Warn("churn: a node could not start", "err", err)
+		return
+	}
+	c.sem <- struct{}{}
+	c.wg.Go(func() {
+		defer func() { <-c.sem }()
+		if err := n.kad.RefreshRoutingTable(c.ctx); err == nil {
+			c.joined.Add(1)
+		} else if c.ctx.Err() == nil {
+			s.log.Warn("churn: a joining node failed to bootstrap", "err", err)
+		}
+	})
+}
+
+// wait waits for the joiners' bootstraps and returns how many nodes left and
+// joined.
+func (c *churner) wait() (left, joined int) {
+	c.wg.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.left, int(c.joined.Load())
 }
 
 // waitDelivered waits until the nodes stored as many records as were sent
