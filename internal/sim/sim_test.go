@@ -8,6 +8,7 @@ import (
 	mrand "math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -140,5 +141,23 @@ func TestSimulateChurn(t *testing.T) {
 	}
 	if res.ClosestCoverage < 0.8 || res.FindSuccess < 0.9 {
 		t.Errorf("coverage %.4f, find success %.4f", res.ClosestCoverage, res.FindSuccess)
+	}
+}
+
+// Routing tables built by real bootstrap lookups, and links with latency,
+// give the same placement.
+func TestSimulateBootstrapFillAndLatency(t *testing.T) {
+	for _, o := range []Options{
+		{Nodes: 60, Keys: 600, Providers: 1, Seed: 11, Finds: 100, Fill: FillBootstrap},
+		{Nodes: 40, Keys: 400, Providers: 1, Seed: 12, Finds: 50, Latency: 2 * time.Millisecond},
+	} {
+		res, err := Run(t.Context(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ClosestCoverage < 0.99 || res.FindSuccess < 0.99 || res.RecordsStored != res.RecordsSent {
+			t.Errorf("%+v: coverage %.4f, find success %.4f, %d of %d records stored",
+				o, res.ClosestCoverage, res.FindSuccess, res.RecordsStored, res.RecordsSent)
+		}
 	}
 }
