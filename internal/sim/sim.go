@@ -57,6 +57,7 @@ import (
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
 	mh "github.com/multiformats/go-multihash"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kadstore/kadstore/internal/bench"
 	"github.com/kadstore/kadstore/kad"
@@ -223,6 +224,13 @@ type Result struct {
 	Links      int   `json:"links"`
 	Goroutines int   `json:"goroutines"`
 	PeakRSS    int64 `json:"peak_rss_bytes"`
+	// Received counts the messages the live nodes received, by "TYPE
+	// outcome" (kadstore_kad_messages_received_total summed over the
+	// nodes), and Rejected the records they refused, by reason
+	// (kadstore_kad_records_rejected_total). Nodes that left are not
+	// counted.
+	Received map[string]int64 `json:"messages_received"`
+	Rejected map[string]int64 `json:"records_rejected,omitempty"`
 }
 
 type node struct {
@@ -279,6 +287,7 @@ type sim struct {
 	keyRand  *mrand.ChaCha8
 	received atomic.Int64
 	churn    *churner
+	metrics  *prometheus.Registry // every node's, labelled by node
 
 	mu    sync.Mutex // guards nodes' alive flags and the slice while churning
 	nodes []*node
@@ -310,8 +319,9 @@ func (s *sim) newNode(bootstrap []peer.AddrInfo) (*node, error) {
 	}
 	n := &node{id: id, kk: jobs.PeerKey(id), addrs: []ma.Multiaddr{addr}, h: &simHost{Host: h, f: s.f}}
 	n.st = &countingStore{Store: memstore.New(store.Options{Logger: s.quiet}), self: id, received: &s.received}
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"node": id.String()}, s.metrics)
 	n.kad, err = kad.New(n.h, n.st, kad.Mode(kad.ModeServer), kad.RefreshInterval(0), kad.BucketSize(s.opts.K),
-		kad.Logger(s.quiet), kad.BootstrapPeers(bootstrap...))
+		kad.Logger(s.quiet), kad.BootstrapPeers(bootstrap...), kad.Registerer(reg))
 	if err != nil {
 		h.Close()
 		n.st.Close()
@@ -341,6 +351,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		f:       newFabric(mocknet.LinkOptions{Latency: opts.Latency}),
 		rng:     mrand.New(mrand.NewPCG(opts.Seed, 0x5eed)),
 		keyRand: mrand.NewChaCha8(seed32(opts.Seed)),
+		metrics: prometheus.NewRegistry(),
 	}
 	defer s.teardown()
 	return s.run(ctx)
@@ -413,6 +424,10 @@ func (s *sim) run(ctx context.Context) (Result, error) {
 	res.FindSeconds = time.Since(t).Seconds()
 	s.log.Info("lookups checked", "finds", res.Finds, "found", res.Found, "seconds", round(res.FindSeconds))
 	res.Links = s.f.links()
+	res.Received, res.Rejected = s.messageCounts()
+	if n := res.Received["ADD_PROVIDER "+"rejected"] + res.Received["ADD_PROVIDER store_timeout"]; n > 0 {
+		s.log.Warn("nodes refused ADD_PROVIDER records", "received", res.Received, "rejected", res.Rejected)
+	}
 	res.PeakRSS = bench.PeakRSS()
 	res.TotalSeconds = time.Since(start).Seconds()
 	return res, ctx.Err()
@@ -626,6 +641,32 @@ func (s *sim) legacyCycle(ctx context.Context, provs []*node, res *Result) error
 	pwg.Wait()
 	res.ReprovideLookups, res.RecordsSent, res.SendErrors = lookups.Load(), sent.Load(), errs.Load()
 	return ctx.Err()
+}
+
+// messageCounts sums the nodes' counts of received messages by type and
+// outcome, and of rejected records by reason.
+func (s *sim) messageCounts() (received, rejected map[string]int64) {
+	received, rejected = map[string]int64{}, map[string]int64{}
+	mfs, err := s.metrics.Gather()
+	if err != nil {
+		s.log.Warn("gathering the nodes' metrics", "err", err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			v := int64(m.GetCounter().GetValue())
+			switch mf.GetName() {
+			case "kadstore_kad_messages_received_total":
+				received[labels["type"]+" "+labels["outcome"]] += v
+			case "kadstore_kad_records_rejected_total":
+				rejected[labels["reason"]] += v
+			}
+		}
+	}
+	return received, rejected
 }
 
 // churner makes nodes leave and join during the cycle, in step with it:
