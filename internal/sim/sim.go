@@ -207,6 +207,12 @@ type Result struct {
 	// ClosestCoverage is the fraction of them whose node holds the record.
 	ClosestPairs    int64   `json:"closest_pairs"`
 	ClosestCoverage float64 `json:"closest_coverage"`
+	// JoinerPairs counts the pairs whose node joined during the cycle, and
+	// JoinerCoverage is the fraction of them holding the record (a joiner
+	// gets a key's record only if it joined before the key's region was
+	// walked).
+	JoinerPairs    int64   `json:"joiner_pairs"`
+	JoinerCoverage float64 `json:"joiner_coverage"`
 	// Finds counts FindProviders lookups, Found those that found the
 	// provider, FindSuccess the fraction.
 	Finds       int     `json:"finds"`
@@ -243,6 +249,8 @@ type node struct {
 	keys  [][]byte // own keys (providers only)
 	prov  bool
 	alive bool
+	// joiner is set on the nodes that joined during the cycle.
+	joiner bool
 }
 
 // countingStore counts the provider records a node stores for other peers.
@@ -411,9 +419,12 @@ func (s *sim) run(ctx context.Context) (Result, error) {
 	t = time.Now()
 	live := s.live()
 	res.LiveNodes = len(live)
-	res.ClosestPairs, res.ClosestCoverage = s.coverage(ctx, provs, live)
+	cov := s.coverage(ctx, provs, live)
+	res.ClosestPairs, res.ClosestCoverage = cov.pairs, cov.frac()
+	res.JoinerPairs, res.JoinerCoverage = cov.joinerPairs, cov.joinerFrac()
 	res.CheckSeconds = time.Since(t).Seconds()
 	s.log.Info("placement checked", "pairs", res.ClosestPairs, "closest_coverage", res.ClosestCoverage,
+		"joiner_pairs", res.JoinerPairs, "joiner_coverage", res.JoinerCoverage,
 		"records_stored", res.RecordsStored, "seconds", round(res.CheckSeconds))
 
 	t = time.Now()
@@ -735,6 +746,7 @@ func (c *churner) event() {
 	s.mu.Lock()
 	n, err := s.newNode([]peer.AddrInfo{{ID: boot.id, Addrs: boot.addrs}})
 	if err == nil {
+		n.joiner = true
 		s.nodes = append(s.nodes, n)
 	}
 	s.mu.Unlock()
@@ -796,9 +808,25 @@ func (s *sim) live() []*node {
 	return out
 }
 
+// coverageCount counts (key, k closest live node) pairs, and those whose node
+// holds the record, in all and for the nodes that joined during the cycle.
+type coverageCount struct {
+	pairs, held, joinerPairs, joinerHeld int64
+}
+
+func (c coverageCount) frac() float64       { return ratio(c.held, c.pairs) }
+func (c coverageCount) joinerFrac() float64 { return ratio(c.joinerHeld, c.joinerPairs) }
+
+func ratio(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
 // coverage checks, for every key, which of its k closest live nodes (its
 // provider left out) hold its record.
-func (s *sim) coverage(ctx context.Context, provs []*node, live []*node) (pairs int64, frac float64) {
+func (s *sim) coverage(ctx context.Context, provs []*node, live []*node) coverageCount {
 	sorted := slices.Clone(live)
 	slices.SortFunc(sorted, func(a, b *node) int { return cmp.Compare(string(a.kk[:]), string(b.kk[:])) })
 	type job struct {
@@ -811,25 +839,28 @@ func (s *sim) coverage(ctx context.Context, provs []*node, live []*node) (pairs 
 			work = append(work, job{p, k})
 		}
 	}
-	var total, held atomic.Int64
+	var total, held, jTotal, jHeld atomic.Int64
 	_ = parallel(ctx, len(work), runtime.GOMAXPROCS(0)*2, func(ctx context.Context, i int) error {
 		j := work[i]
 		for _, q := range closestTo(sorted, record.KadKeyOf(j.key), s.opts.K, j.p) {
 			total.Add(1)
+			if q.joiner {
+				jTotal.Add(1)
+			}
 			recs, err := q.st.Providers(ctx, j.key, 0)
 			if err != nil {
 				continue
 			}
 			if slices.ContainsFunc(recs, func(r store.ProviderRecord) bool { return r.Provider == j.p.id }) {
 				held.Add(1)
+				if q.joiner {
+					jHeld.Add(1)
+				}
 			}
 		}
 		return nil
 	})
-	if total.Load() == 0 {
-		return 0, 0
-	}
-	return total.Load(), float64(held.Load()) / float64(total.Load())
+	return coverageCount{pairs: total.Load(), held: held.Load(), joinerPairs: jTotal.Load(), joinerHeld: jHeld.Load()}
 }
 
 // closestTo returns the k nodes of sorted (in Kademlia key order) closest to

@@ -142,6 +142,12 @@ func TestSimulateChurn(t *testing.T) {
 	if res.ClosestCoverage < 0.8 || res.FindSuccess < 0.9 {
 		t.Errorf("coverage %.4f, find success %.4f", res.ClosestCoverage, res.FindSuccess)
 	}
+	// A joiner that bootstrapped before its keys' region was walked is
+	// found by the region's lookups and gets the records; one that joined
+	// after does not, until the next cycle.
+	if res.JoinerPairs == 0 || res.JoinerCoverage == 0 || res.JoinerCoverage == 1 {
+		t.Errorf("%d pairs on joiners, %.4f of them hold the record: want some but not all", res.JoinerPairs, res.JoinerCoverage)
+	}
 }
 
 // Routing tables built by real bootstrap lookups, and links with latency,
