@@ -33,7 +33,8 @@ func TestSimulateJSON(t *testing.T) {
 	if res["nodes"] != 40.0 || res["keys"] != 400.0 || res["seed"] != 9.0 {
 		t.Errorf("nodes, keys, seed = %v, %v, %v; want 40, 400, 9", res["nodes"], res["keys"], res["seed"])
 	}
-	if res["closest_coverage"].(float64) < 0.99 || res["find_success"].(float64) < 0.99 {
+	num := func(field string) float64 { v, _ := res[field].(float64); return v }
+	if num("closest_coverage") < 0.99 || num("find_success") < 0.99 {
 		t.Errorf("closest_coverage %v, find_success %v: want at least 0.99 on a small network without churn", res["closest_coverage"], res["find_success"])
 	}
 	if res["records_sent"] != 400.0*20 {
