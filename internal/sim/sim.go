@@ -27,10 +27,12 @@
 // routing table is filled directly with every other node, offered in a
 // random order, as a converged Kademlia node's table is: its near buckets
 // hold every peer there is, each far bucket the first k it met. Filling it by
-// real bootstrap lookups (FillBootstrap) costs two refreshes of every node,
-// about twenty lookups each, which is minutes at a thousand nodes on two
-// cores; the reprovide cycle and every lookup after it run over the network
-// either way. Nodes that join during the churn always bootstrap for real,
+// real bootstrap lookups (FillBootstrap) costs two refreshes of every node, a
+// lookup for each bucket each: 109 s at a thousand nodes on two cores against
+// one, and more than twice the memory (the connections and idle streams the
+// lookups leave), for tables of the same sizes and a reprovide cycle of the
+// same lookups (docs/BENCHMARKS.md). The reprovide cycle and every lookup
+// after it run over the network either way. Nodes that join during the churn always bootstrap for real,
 // from a random live node.
 package sim
 
