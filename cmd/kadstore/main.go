@@ -35,6 +35,7 @@ type command struct {
 var commands = []command{
 	nodeCommand,
 	testnetCommand,
+	simulateCommand,
 	provideCommand,
 	findProvidersCommand,
 	statsCommand,

@@ -16,7 +16,8 @@
 // times k peers. A region that holds k peers or more holds the k closest peers
 // of each of its keys (in the XOR metric, a longer shared prefix is always
 // closer), so the walk finds every peer of the region: a lookup toward it, and
-// toward each half in turn while k or more of the peers a lookup learned lie
+// toward each half in turn (unless an earlier lookup already learned all its
+// peers) while k or more of the peers a lookup learned lie
 // in the part it aimed at (fewer means the part holds fewer than k peers, and
 // the lookup, which learns the k closest, found them all); if the
 // region turned out to hold fewer than k, its sibling too. The k closest peers

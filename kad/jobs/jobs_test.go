@@ -437,3 +437,40 @@ func TestEstimateNetworkSize(t *testing.T) {
 		}
 	}
 }
+
+// A walk does not look up a part of a region that an earlier lookup of the
+// region already settled: a lookup toward a point that learned fewer than k
+// peers in a part around it learned them all. On 1 000 peers (regions of 4
+// bits, about 3k peers each) a region then costs about 4 lookups, not the
+// 7 of looking up each half and quarter in turn, and the k closest peers of
+// every key are still reached.
+func TestReprovideSkipsSettledParts(t *testing.T) {
+	const n, peers, k = 20_000, 1000, 20
+	clock := storetest.NewClock(epoch)
+	s := memstore.New(store.Options{Now: clock.Now})
+	t.Cleanup(func() { s.Close() })
+	net := newFakeNet(t, peers)
+	net.exact = k
+	fill(t, s, net.self, n, 0, clock.Now())
+	r := jobs.NewReprovider(s, net, jobs.WalkOptions{K: k, Now: clock.Now, RegionBits: 4})
+	if err := r.RunCycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p := r.Progress()
+	perRegion := float64(p.Lookups) / 16
+	t.Logf("%d lookups, %.2f per region", p.Lookups, perRegion)
+	if p.Done != n || p.Sent != n*k {
+		t.Fatalf("done %d, sent %d; want %d and %d", p.Done, p.Sent, n, n*k)
+	}
+	for i := 0; i < n; i += 7 {
+		kk := key(i)
+		for _, q := range jobs.Closest(record.KadKeyOf(kk), net.peers, k) {
+			if net.received(q, kk) != 1 {
+				t.Fatalf("key %d: closest peer %s received it %d times", i, q, net.received(q, kk))
+			}
+		}
+	}
+	if perRegion > 5 {
+		t.Fatalf("%.2f lookups per region: parts already settled were looked up again", perRegion)
+	}
+}
