@@ -60,6 +60,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	mh "github.com/multiformats/go-multihash"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kadstore/kadstore/internal/bench"
 	"github.com/kadstore/kadstore/kad"
@@ -574,27 +575,15 @@ func (s *sim) regionCycle(ctx context.Context, provs []*node, res *Result) error
 	for i := range reps {
 		wg.Go(func() { errs[i] = reps[i].RunCycle(ctx) })
 	}
-	stop := make(chan struct{})
-	var pwg sync.WaitGroup
-	pwg.Go(func() {
-		tick := time.NewTicker(5 * time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			var d int64
-			for _, r := range reps {
-				d += r.Progress().Done
-			}
-			s.log.Info("reproviding", "records", d, "of", s.opts.Keys)
+	stop := s.reportProgress("reproviding", func() int64 {
+		var d int64
+		for _, r := range reps {
+			d += r.Progress().Done
 		}
+		return d
 	})
 	wg.Wait()
-	close(stop)
-	pwg.Wait()
+	stop()
 	var bits []int
 	for _, r := range reps {
 		p := r.Progress()
@@ -608,24 +597,34 @@ func (s *sim) regionCycle(ctx context.Context, provs []*node, res *Result) error
 	return errors.Join(errs...)
 }
 
-// legacyCycle reprovides every key with its own lookup: GetClosestPeers,
-// then ADD_PROVIDER to each peer it returned.
-func (s *sim) legacyCycle(ctx context.Context, provs []*node, res *Result) error {
-	var lookups, sent, errs, keysDone atomic.Int64
-	stop := make(chan struct{})
-	var pwg sync.WaitGroup
-	pwg.Go(func() {
+// reportProgress logs done() records of the keys every 5 s until the
+// returned stop is called (which waits for the reporter to end).
+func (s *sim) reportProgress(msg string, done func() int64) (stop func()) {
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
 		tick := time.NewTicker(5 * time.Second)
 		defer tick.Stop()
 		for {
 			select {
-			case <-stop:
+			case <-quit:
 				return
 			case <-tick.C:
-				s.log.Info("reproviding (legacy)", "records", keysDone.Load(), "of", s.opts.Keys)
+				s.log.Info(msg, "records", done(), "of", s.opts.Keys)
 			}
 		}
 	})
+	return func() {
+		close(quit)
+		wg.Wait()
+	}
+}
+
+// legacyCycle reprovides every key with its own lookup: GetClosestPeers,
+// then ADD_PROVIDER to each peer it returned.
+func (s *sim) legacyCycle(ctx context.Context, provs []*node, res *Result) error {
+	var lookups, sent, errs, keysDone atomic.Int64
+	stop := s.reportProgress("reproviding (legacy)", keysDone.Load)
 	var wg sync.WaitGroup
 	for _, p := range provs {
 		wg.Go(func() {
@@ -650,8 +649,7 @@ func (s *sim) legacyCycle(ctx context.Context, provs []*node, res *Result) error
 		})
 	}
 	wg.Wait()
-	close(stop)
-	pwg.Wait()
+	stop()
 	res.ReprovideLookups, res.RecordsSent, res.SendErrors = lookups.Load(), sent.Load(), errs.Load()
 	return ctx.Err()
 }
@@ -956,27 +954,20 @@ func (s *sim) teardown() {
 	s.log.Debug("network torn down", "seconds", round(time.Since(start).Seconds()))
 }
 
-// parallel runs f(0..n-1), conc at a time, and returns the first error.
+// parallel runs f(0..n-1), conc at a time (errgroup's limit), and returns
+// the first error, or ctx's once it is done; it starts no more calls after
+// that.
 func parallel(ctx context.Context, n, conc int, f func(context.Context, int) error) error {
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	sem := make(chan struct{}, conc)
+	var g errgroup.Group
+	g.SetLimit(conc)
 	for i := range n {
 		if ctx.Err() != nil {
 			break
 		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := f(ctx, i); err != nil {
-				once.Do(func() { first = err })
-			}
-		})
+		g.Go(func() error { return f(ctx, i) })
 	}
-	wg.Wait()
-	if first == nil {
-		first = ctx.Err()
+	if err := g.Wait(); err != nil {
+		return err
 	}
-	return first
+	return ctx.Err()
 }

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kadstore/kadstore/internal/p2ptest"
 	"github.com/kadstore/kadstore/kad"
@@ -273,27 +273,20 @@ func each(ctx context.Context, nodes []*node, conc int, f func(context.Context, 
 	return parallel(ctx, len(nodes), conc, func(ctx context.Context, i int) error { return f(ctx, nodes[i]) })
 }
 
-// parallel runs f(0..n-1), conc at a time, and returns the first error.
+// parallel runs f(0..n-1), conc at a time (errgroup's limit), and returns
+// the first error, or ctx's once it is done; it starts no more calls after
+// that.
 func parallel(ctx context.Context, n, conc int, f func(context.Context, int) error) error {
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	sem := make(chan struct{}, conc)
+	var g errgroup.Group
+	g.SetLimit(conc)
 	for i := range n {
 		if ctx.Err() != nil {
 			break
 		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := f(ctx, i); err != nil {
-				once.Do(func() { first = err })
-			}
-		})
+		g.Go(func() error { return f(ctx, i) })
 	}
-	wg.Wait()
-	if first == nil {
-		first = ctx.Err()
+	if err := g.Wait(); err != nil {
+		return err
 	}
-	return first
+	return ctx.Err()
 }

@@ -106,22 +106,31 @@ func Check(ctx context.Context, dir string, opts Options) (*CheckReport, error) 
 
 // checkTable verifies the checksum of every block of one sstable.
 func checkTable(ctx context.Context, opts Options, path string, ro sstable.ReaderOptions) error {
-	f, err := opts.FS.Open(path)
+	r, err := openTable(ctx, opts, path, ro)
 	if err != nil {
-		return err
-	}
-	readable, err := sstable.NewSimpleReadable(f)
-	if err != nil {
-		f.Close()
-		return err
-	}
-	r, err := sstable.NewReader(ctx, readable, ro)
-	if err != nil {
-		readable.Close()
 		return err
 	}
 	defer r.Close()
 	return r.ValidateBlockChecksums()
+}
+
+// openTable opens one sstable on its own, outside pebble's table cache.
+func openTable(ctx context.Context, opts Options, path string, ro sstable.ReaderOptions) (*sstable.Reader, error) {
+	f, err := opts.FS.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	readable, err := sstable.NewSimpleReadable(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	r, err := sstable.NewReader(ctx, readable, ro)
+	if err != nil {
+		readable.Close()
+		return nil, err
+	}
+	return r, nil
 }
 
 // checker walks a store's keys for Check.

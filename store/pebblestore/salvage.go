@@ -84,18 +84,8 @@ func salvageFiles(ctx context.Context, opts Options, dir string, to *Store, rep 
 // blocks.
 func salvageTable(ctx context.Context, opts Options, path string, ro sstable.ReaderOptions, rep *SalvageReport,
 	apply func([]record.ProviderRecord, []record.ValueRecord) error) error {
-	f, err := opts.FS.Open(path)
+	r, err := openTable(ctx, opts, path, ro)
 	if err != nil {
-		return err
-	}
-	readable, err := sstable.NewSimpleReadable(f)
-	if err != nil {
-		f.Close()
-		return err
-	}
-	r, err := sstable.NewReader(ctx, readable, ro)
-	if err != nil {
-		readable.Close()
 		opts.Logger.Warn("pebblestore: salvage: sstable unreadable", "file", path, "error", firstLine(err))
 		rep.Skipped++
 		return nil
@@ -123,25 +113,14 @@ func salvageTable(ctx context.Context, opts Options, path string, ro sstable.Rea
 		for ; kv != nil; kv = it.Next() {
 			key := kv.K.UserKey
 			last = append(last[:0], key...)
-			if kv.Kind() != pebble.InternalKeyKindSet || len(key) == 0 {
+			if kv.Kind() != pebble.InternalKeyKindSet {
 				continue
 			}
 			v, _, err := kv.Value(nil)
 			if err != nil {
 				break
 			}
-			switch key[0] {
-			case tagProv:
-				if _, p, ok := parseProvKey(key); ok {
-					if rec, _, err := decodeProvider(nil, p, v); err == nil {
-						provs = append(provs, rec)
-					}
-				}
-			case tagValue:
-				if rec, _, err := decodeValue(nil, v); err == nil {
-					vals = append(vals, rec)
-				}
-			}
+			provs, vals = appendRecord(provs, vals, key, v)
 			if len(provs)+len(vals) >= 1000 {
 				if err := flush(); err != nil {
 					return err

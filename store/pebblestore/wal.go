@@ -180,22 +180,32 @@ func lostRecords(repr []byte) (provs []record.ProviderRecord, vals []record.Valu
 		if !ok || err != nil {
 			return provs, vals
 		}
-		if kind != pebble.InternalKeyKindSet || len(key) == 0 {
-			continue
-		}
-		switch key[0] {
-		case tagProv:
-			if _, p, ok := parseProvKey(key); ok {
-				if rec, _, err := decodeProvider(nil, p, v); err == nil {
-					provs = append(provs, rec)
-				}
-			}
-		case tagValue:
-			if rec, _, err := decodeValue(nil, v); err == nil {
-				vals = append(vals, rec)
-			}
+		if kind == pebble.InternalKeyKindSet {
+			provs, vals = appendRecord(provs, vals, key, v)
 		}
 	}
+}
+
+// appendRecord decodes a stored key and value found outside the store's
+// reads (a log, an sstable read on its own) and appends the record to provs
+// or vals; keys of other kinds and values that do not decode are left.
+func appendRecord(provs []record.ProviderRecord, vals []record.ValueRecord, key, v []byte) ([]record.ProviderRecord, []record.ValueRecord) {
+	if len(key) == 0 {
+		return provs, vals
+	}
+	switch key[0] {
+	case tagProv:
+		if _, p, ok := parseProvKey(key); ok {
+			if rec, _, err := decodeProvider(nil, p, v); err == nil {
+				provs = append(provs, rec)
+			}
+		}
+	case tagValue:
+		if rec, _, err := decodeValue(nil, v); err == nil {
+			vals = append(vals, rec)
+		}
+	}
+	return provs, vals
 }
 
 // recordsIn counts the provider and value records a commit (a batch's
