@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -60,15 +61,17 @@ func (m *messenger) request(ctx context.Context, p peer.ID, req *pb.Message) (*p
 	return resp, err
 }
 
-// send sends msgs to p on one stream without waiting for responses (the
-// form of ADD_PROVIDER, which is never answered), and then closes the
-// stream instead of keeping it for reuse: the close (a FIN after the last
-// frame) delivers every frame, while a stream kept idle could be reset by a
-// later request that fails or is cancelled, and a reset drops what the peer
-// had not read yet. (Reusing such streams lost about one ADD_PROVIDER in
-// 400 under load in kadstore simulate --legacy.) As for requests, a send
-// that fails on a reused stream is tried once more on a fresh one; the
-// messages are idempotent.
+// send sends msgs to p on one stream (the form of ADD_PROVIDER, which is
+// never answered), closes its side of the stream and waits for the peer to
+// close its side: a server closes after it has read, and handled, every
+// message before the end of the stream (go-libp2p-kad-dht's does, and so
+// does kad's), and resets it if it refused one. So a nil error means the
+// peer took every message, and a refusal, a reset or a timeout is an error,
+// not a silent loss. The stream is not kept for reuse: a reset of an idle
+// stream by a later request dropped the frames the peer had not read yet
+// (about one ADD_PROVIDER in 400 under load in kadstore simulate --legacy).
+// As for requests, a send that fails on a reused stream is tried once more
+// on a fresh one; the messages are idempotent.
 func (m *messenger) send(ctx context.Context, p peer.ID, msgs ...*pb.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -88,18 +91,36 @@ func (m *messenger) sendOn(ctx context.Context, p peer.ID, msgs []*pb.Message) e
 		if err != nil {
 			return err
 		}
-		err = m.writeAll(ctx, os, msgs)
-		if err == nil {
-			if err := os.s.Close(); err != nil {
-				return err
+		if err = m.writeAll(ctx, os, msgs); err == nil {
+			if err = m.awaitClose(ctx, os); err == nil {
+				return nil
 			}
-			return nil
 		}
 		_ = os.s.Reset()
 		if !reused || ctx.Err() != nil {
 			return err
 		}
 	}
+}
+
+// awaitClose closes os for writing and waits, under ctx, for the peer to
+// close its side (io.EOF), then closes os.
+func (m *messenger) awaitClose(ctx context.Context, os *outStream) error {
+	if err := os.s.CloseWrite(); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = os.s.Reset() })
+	_, err := os.r.ReadByte()
+	if !stop() {
+		return ctx.Err()
+	}
+	switch {
+	case errors.Is(err, io.EOF):
+		return os.s.Close()
+	case err == nil:
+		return fmt.Errorf("%w: an answer to an unanswered message", ErrBadResponse)
+	}
+	return ctxErr(ctx, fmt.Errorf("kad: peer did not take the messages: %w", err))
 }
 
 // writeAll writes msgs to os, under ctx as roundTrip does.

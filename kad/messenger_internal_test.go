@@ -19,7 +19,8 @@ import (
 // A stream that carried unanswered messages (ADD_PROVIDER) is closed after
 // them, not kept for reuse: a later request that reset it would drop the
 // frames the peer had not read yet. The peer reads every frame and then the
-// end of the stream.
+// end of the stream; a peer that resets the stream instead (it refused a
+// message) makes the send fail.
 func TestSendClosesItsStream(t *testing.T) {
 	const proto = "/test/kad"
 	a, b := p2ptest.NewHost(t), p2ptest.NewHost(t)
@@ -57,6 +58,12 @@ func TestSendClosesItsStream(t *testing.T) {
 	if err := a.Connect(context.Background(), peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
+	// A second protocol whose handler refuses: it reads one frame, resets.
+	const refusing = "/test/kad-refusing"
+	b.SetStreamHandler(refusing, func(s network.Stream) {
+		_, _ = pb.ReadFrame(bufio.NewReader(s), MaxMessageSize)
+		_ = s.Reset()
+	})
 	sent := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sent"}, []string{"type", "outcome"})
 	m := newMessenger(a, proto, 10*time.Second, sent)
 	defer m.close()
@@ -84,5 +91,11 @@ func TestSendClosesItsStream(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the peer never saw the end of the stream that carried the ADD_PROVIDERs")
+	}
+
+	r := newMessenger(a, refusing, 10*time.Second, sent)
+	defer r.close()
+	if err := r.send(ctx, b.ID(), msgs...); err == nil {
+		t.Fatal("a send the peer refused (reset) succeeded")
 	}
 }

@@ -354,7 +354,8 @@ func (n *Node) Announce(ctx context.Context, key []byte) (reached int, err error
 
 // SendAddProviders announces this node as provider of each key to peer p,
 // one ADD_PROVIDER per key on one stream. The protocol has no answer to
-// ADD_PROVIDER, so success means the messages were written. It is the
+// ADD_PROVIDER; success means the peer read every message and closed the
+// stream (a peer that refuses one resets it: an error). It is the
 // building block for reproviding many keys to the peers of a region.
 func (n *Node) SendAddProviders(ctx context.Context, p peer.ID, keys ...[]byte) error {
 	addrs := n.host.Addrs()
