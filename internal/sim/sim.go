@@ -60,9 +60,9 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	mh "github.com/multiformats/go-multihash"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/kadstore/kadstore/internal/bench"
+	"github.com/kadstore/kadstore/internal/workers"
 	"github.com/kadstore/kadstore/kad"
 	"github.com/kadstore/kadstore/kad/jobs"
 	"github.com/kadstore/kadstore/record"
@@ -474,7 +474,7 @@ func (s *sim) build(ctx context.Context) error {
 	if o.Fill == FillBootstrap {
 		for round := range 2 {
 			var failed atomic.Int64
-			err := parallel(ctx, len(s.nodes)-1, 16, func(ctx context.Context, i int) error {
+			err := workers.Run(ctx, len(s.nodes)-1, 16, func(ctx context.Context, i int) error {
 				if err := s.nodes[i+1].kad.RefreshRoutingTable(ctx); err != nil {
 					failed.Add(1)
 				}
@@ -504,7 +504,7 @@ func (s *sim) fillDirect(ctx context.Context) {
 	for i := range seeds {
 		seeds[i] = s.rng.Uint64()
 	}
-	_ = parallel(ctx, len(s.nodes), runtime.GOMAXPROCS(0), func(ctx context.Context, i int) error {
+	_ = workers.Run(ctx, len(s.nodes), runtime.GOMAXPROCS(0), func(ctx context.Context, i int) error {
 		n := s.nodes[i]
 		rng := mrand.New(mrand.NewPCG(seeds[i], 1))
 		order := rng.Perm(len(s.nodes))
@@ -628,7 +628,7 @@ func (s *sim) legacyCycle(ctx context.Context, provs []*node, res *Result) error
 	var wg sync.WaitGroup
 	for _, p := range provs {
 		wg.Go(func() {
-			_ = parallel(ctx, len(p.keys), s.opts.LegacyConcurrency, func(ctx context.Context, i int) error {
+			_ = workers.Run(ctx, len(p.keys), s.opts.LegacyConcurrency, func(ctx context.Context, i int) error {
 				key := p.keys[i]
 				peers, err := p.kad.GetClosestPeers(ctx, key)
 				lookups.Add(1)
@@ -840,7 +840,7 @@ func (s *sim) coverage(ctx context.Context, provs []*node, live []*node) coverag
 		}
 	}
 	var total, held, jTotal, jHeld atomic.Int64
-	_ = parallel(ctx, len(work), runtime.GOMAXPROCS(0)*2, func(ctx context.Context, i int) error {
+	_ = workers.Run(ctx, len(work), runtime.GOMAXPROCS(0)*2, func(ctx context.Context, i int) error {
 		j := work[i]
 		for _, q := range closestTo(sorted, record.KadKeyOf(j.key), s.opts.K, j.p) {
 			total.Add(1)
@@ -914,7 +914,7 @@ func (s *sim) finds(ctx context.Context, provs []*node, live []*node) (int, int)
 		work[i] = job{p, from, p.keys[s.rng.IntN(len(p.keys))]}
 	}
 	var found atomic.Int64
-	_ = parallel(ctx, len(work), 32, func(ctx context.Context, i int) error {
+	_ = workers.Run(ctx, len(work), 32, func(ctx context.Context, i int) error {
 		j := work[i]
 		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
@@ -952,22 +952,4 @@ func (s *sim) teardown() {
 	wg.Wait()
 	_ = s.f.mn.Close()
 	s.log.Debug("network torn down", "seconds", round(time.Since(start).Seconds()))
-}
-
-// parallel runs f(0..n-1), conc at a time (errgroup's limit), and returns
-// the first error, or ctx's once it is done; it starts no more calls after
-// that.
-func parallel(ctx context.Context, n, conc int, f func(context.Context, int) error) error {
-	var g errgroup.Group
-	g.SetLimit(conc)
-	for i := range n {
-		if ctx.Err() != nil {
-			break
-		}
-		g.Go(func() error { return f(ctx, i) })
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	return ctx.Err()
 }

@@ -22,9 +22,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/kadstore/kadstore/internal/p2ptest"
+	"github.com/kadstore/kadstore/internal/workers"
 	"github.com/kadstore/kadstore/kad"
 	"github.com/kadstore/kadstore/store"
 	"github.com/kadstore/kadstore/store/pebblestore"
@@ -185,7 +185,7 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	}
 	start := time.Now()
 	var provided atomic.Int64
-	err := parallel(ctx, len(work), opts.Concurrency, func(ctx context.Context, i int) error {
+	err := workers.Run(ctx, len(work), opts.Concurrency, func(ctx context.Context, i int) error {
 		if err := nodes[work[i].provider].kad.ProvideKey(ctx, work[i].key, true); err == nil {
 			provided.Add(1)
 		}
@@ -247,7 +247,7 @@ func findAll[J any](ctx context.Context, nodes []*node, work []J, conc int, rng 
 		askers[i] = (p + 1 + rng.IntN(len(nodes)-1)) % len(nodes)
 	}
 	var f, a atomic.Int64
-	_ = parallel(ctx, len(work), conc, func(ctx context.Context, i int) error {
+	_ = workers.Run(ctx, len(work), conc, func(ctx context.Context, i int) error {
 		p, key := get(work[i])
 		want := nodes[p].h.ID()
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -270,23 +270,5 @@ func findAll[J any](ctx context.Context, nodes []*node, work []J, conc int, rng 
 }
 
 func each(ctx context.Context, nodes []*node, conc int, f func(context.Context, *node) error) error {
-	return parallel(ctx, len(nodes), conc, func(ctx context.Context, i int) error { return f(ctx, nodes[i]) })
-}
-
-// parallel runs f(0..n-1), conc at a time (errgroup's limit), and returns
-// the first error, or ctx's once it is done; it starts no more calls after
-// that.
-func parallel(ctx context.Context, n, conc int, f func(context.Context, int) error) error {
-	var g errgroup.Group
-	g.SetLimit(conc)
-	for i := range n {
-		if ctx.Err() != nil {
-			break
-		}
-		g.Go(func() error { return f(ctx, i) })
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	return ctx.Err()
+	return workers.Run(ctx, len(nodes), conc, func(ctx context.Context, i int) error { return f(ctx, nodes[i]) })
 }
