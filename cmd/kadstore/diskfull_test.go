@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/kadstore/kadstore/internal/api"
+	"github.com/kadstore/kadstore/internal/p2ptest"
 	"github.com/kadstore/kadstore/store/pebblestore"
 )
 
@@ -114,20 +115,16 @@ func TestNodeDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	var after []string
-	deadline := time.Now().Add(time.Minute)
-	for i := 0; len(after) == 0; i++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("writes still refused a minute after the space was freed:\n%s", n.stderr)
-		}
+	i := 0
+	p2ptest.WaitUntil(t, time.Minute, "writes taken again after the space was freed", func() bool {
+		i++
 		code, ok, text := provideStatus(t, n.api, []string{testCID(t, fmt.Sprintf("freed-%d", i)).String()})
 		if code != http.StatusOK && code != http.StatusInsufficientStorage {
 			t.Fatalf("provide after freeing: %d %s", code, text)
 		}
 		after = append(after, ok...)
-		if len(ok) == 0 {
-			time.Sleep(20 * time.Millisecond) // polling for the node's next reading of the free space
-		}
-	}
+		return len(after) > 0
+	})
 	if code, body := httpDo(t, "GET", n.api+"/healthz", ""); code != 200 || strings.Contains(string(body), "degraded") {
 		t.Fatalf("healthz after freeing: %d %s", code, body)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"math/big"
 	"reflect"
@@ -292,21 +293,10 @@ func (s *Store) writeErr(err error) error {
 }
 
 // skipDamage seeks it to the first key after from that it reads without
-// damage, before upper, and reports whether there is one. It tries keys at
-// distances that double, reading the first bytes of keys that matter for
-// order (skipUnit of the key's tag) as a number: from one unit in their last
-// byte up to the top.
+// damage, before upper, and reports whether there is one, trying the keys
+// of skipTargets in turn.
 func skipDamage(it *pebble.Iterator, from, upper []byte) bool {
-	unit := skipUnit(from)
-	padded := make([]byte, unit)
-	copy(padded, from)
-	base := new(big.Int).SetBytes(padded)
-	for shift := 0; shift < unit*8; shift++ {
-		next := new(big.Int).Add(base, new(big.Int).Lsh(big.NewInt(1), uint(shift)))
-		if next.BitLen() > unit*8 {
-			return false
-		}
-		key := next.FillBytes(make([]byte, unit))
+	for key := range skipTargets(from) {
 		if bytes.Compare(key, upper) >= 0 {
 			return false
 		}
@@ -322,6 +312,25 @@ func skipDamage(it *pebble.Iterator, from, upper []byte) bool {
 		}
 	}
 	return false
+}
+
+// skipTargets yields the keys after from at distances that double, reading
+// the first bytes of keys that matter for order (skipUnit of the key's tag)
+// as a number: from one unit in their last byte up to the top, where it
+// ends.
+func skipTargets(from []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		unit := skipUnit(from)
+		padded := make([]byte, unit)
+		copy(padded, from)
+		base := new(big.Int).SetBytes(padded)
+		for shift := 0; shift < unit*8; shift++ {
+			next := new(big.Int).Add(base, new(big.Int).Lsh(big.NewInt(1), uint(shift)))
+			if next.BitLen() > unit*8 || !yield(next.FillBytes(make([]byte, unit))) {
+				return
+			}
+		}
+	}
 }
 
 // skipUnit is how many leading bytes of a key skipDamage steps through:

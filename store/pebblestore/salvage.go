@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -135,18 +134,9 @@ func salvageTable(ctx context.Context, opts Options, path string, ro sstable.Rea
 		rep.Skipped++
 		opts.Logger.Warn("pebblestore: salvage: damaged block skipped", "file", path, "after", fmt.Sprintf("%x", last), "error", firstLine(err))
 		kv = nil
-		unit := skipUnit(last)
-		padded := make([]byte, unit)
-		copy(padded, last)
-		base := new(big.Int).SetBytes(padded)
-		for shift := 0; shift < unit*8 && kv == nil; shift++ {
-			next := new(big.Int).Add(base, new(big.Int).Lsh(big.NewInt(1), uint(shift)))
-			if next.BitLen() > unit*8 {
-				break
-			}
-			kv = it.SeekGE(next.FillBytes(make([]byte, unit)), 0)
-			if kv == nil && it.Error() == nil {
-				break // the end of the table
+		for key := range skipTargets(last) {
+			if kv = it.SeekGE(key, 0); kv != nil || it.Error() == nil {
+				break // a key that reads, or the end of the table
 			}
 		}
 		if kv == nil {
