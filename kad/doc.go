@@ -33,9 +33,12 @@
 //     a trailing /p2p/<provider>, once each, through the AddressFilter (none
 //     by default; PublicAddrs for a node in the public network), trimmed to
 //     MaxProviderAddrs; a record left without addresses is still stored, as
-//     go-libp2p-kad-dht does.
+//     go-libp2p-kad-dht does. Received records reach the store through a
+//     store.WriteBehind (WriteBehind option): committed in batches, served
+//     at once, and at most 2×1 024 of them lost to a kill -9; the node's own
+//     records never go that way.
 //   - GET_PROVIDERS answers with the stored providers and their stored
-//     addresses, and the closer peers.
+//     addresses (with those the write-behind holds), and the closer peers.
 //   - FIND_NODE and PING are answered from the routing table alone.
 //
 // # Write admission

@@ -58,6 +58,9 @@ func FuzzHandleMessage(f *testing.F) {
 			}
 		}
 		if decodes && req.Type == pb.AddProvider && len(req.Key) > 0 {
+			if err := n.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
 			recs, err := n.Store().Providers(context.Background(), req.Key, 0)
 			if err != nil {
 				t.Fatal(err)

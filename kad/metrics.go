@@ -56,13 +56,15 @@ type metrics struct {
 	rejected     *prometheus.CounterVec
 	rtSize       prometheus.GaugeFunc
 	bootstrap    *prometheus.CounterVec
+	wbWaiting    prometheus.GaugeFunc
+	wbLost       prometheus.Counter
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.received, m.sent, m.storeLatency, m.storePanics, m.rejected, m.rtSize, m.bootstrap}
+	return []prometheus.Collector{m.received, m.sent, m.storeLatency, m.storePanics, m.rejected, m.rtSize, m.bootstrap, m.wbWaiting, m.wbLost}
 }
 
-func newMetrics(reg prometheus.Registerer, rtSize func() float64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, rtSize, wbWaiting func() float64) (*metrics, error) {
 	const ns, sub = "kadstore", "kad"
 	m := &metrics{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -94,6 +96,14 @@ func newMetrics(reg prometheus.Registerer, rtSize func() float64) (*metrics, err
 			Namespace: ns, Subsystem: sub, Name: "bootstrap_attempts_total",
 			Help: "Bootstrap attempts, by outcome: ok (the routing table has peers after it) or failed.",
 		}, []string{"outcome"}),
+		wbWaiting: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "write_behind_records",
+			Help: "Provider records received from peers and accepted, not yet committed to the store.",
+		}, wbWaiting),
+		wbLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "write_behind_failed_total",
+			Help: "Provider records received from peers and accepted that the store failed to keep (an I/O error, no space); refusals count in records_rejected_total.",
+		}),
 	}
 	// Label sets known in advance start at zero, so that a dashboard sees
 	// a rate of 0 rather than no series before the first event.

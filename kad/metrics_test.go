@@ -45,6 +45,9 @@ func TestMetrics(t *testing.T) {
 	p2ptest.WaitUntil(t, 30*time.Second, "b to count the PUT_VALUE", func() bool {
 		return metric(t, b.reg, "kadstore_kad_messages_received_total", map[string]string{"type": "PUT_VALUE", "outcome": "ok"}) == 1
 	})
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for _, m := range []string{"AddProviders", "PutValue", "GetValue"} {
 		if got := metric(t, b.reg, "kadstore_kad_store_call_duration_seconds", map[string]string{"method": m}); got < 1 {
 			t.Errorf("b's store latency samples for %s: %v", m, got)

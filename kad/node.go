@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/boxo/ipns"
@@ -16,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kadstore/kadstore/store"
 )
@@ -27,6 +29,7 @@ import (
 type Node struct {
 	host       host.Host
 	store      store.Store
+	wb         *store.WriteBehind // received provider records on their way to store; nil: none
 	cfg        config
 	log        *slog.Logger
 	self       peer.ID
@@ -88,7 +91,13 @@ func New(h host.Host, s store.Store, opts ...Option) (*Node, error) {
 	// trims, as go-libp2p-kad-dht does.
 	rt.PeerAdded = func(p peer.ID) { h.ConnManager().TagPeer(p, connTag, connTagWeight) }
 	rt.PeerRemoved = func(p peer.ID) { h.ConnManager().UntagPeer(p, connTag) }
-	m, err := newMetrics(cfg.registerer, func() float64 { return float64(rt.Size()) })
+	var wbRef atomic.Pointer[store.WriteBehind]
+	m, err := newMetrics(cfg.registerer, func() float64 { return float64(rt.Size()) }, func() float64 {
+		if wb := wbRef.Load(); wb != nil {
+			return float64(wb.Waiting())
+		}
+		return 0
+	})
 	if err != nil {
 		rt.Close()
 		return nil, err
@@ -110,6 +119,14 @@ func New(h host.Host, s store.Store, opts ...Option) (*Node, error) {
 		cancel:    cancel,
 		inbound:   make(map[network.Stream]struct{}),
 		refreshC:  make(chan chan error),
+	}
+	if cfg.writeBehind > 0 {
+		n.wb = store.NewWriteBehind(timedAdds{s, m.storeLatency.WithLabelValues("AddProviders")}, store.WriteBehindOptions{
+			MaxRecords: cfg.writeBehind,
+			Logger:     log,
+			OnFailure:  n.writeBehindFailed,
+		})
+		wbRef.Store(n.wb)
 	}
 	if cfg.writeRate > 0 {
 		n.admission = newWriteAdmission(cfg.writeRate, cfg.writeBurst, maxWriteWait, cfg.writePeers)
@@ -163,6 +180,9 @@ func (n *Node) Close() error {
 	n.msgr.close()
 	n.wg.Wait()
 	n.pool.wait()
+	if n.wb != nil {
+		_ = n.wb.Close() // commits what the handlers accepted
+	}
 	n.rt.Close()
 	if r := n.cfg.registerer; r != nil {
 		for _, c := range n.metrics.collectors() {
@@ -170,6 +190,28 @@ func (n *Node) Close() error {
 		}
 	}
 	return nil
+}
+
+// timedAdds times the write-behind's commits as store calls.
+type timedAdds struct {
+	store.Store
+	latency prometheus.Observer
+}
+
+func (t timedAdds) AddProviders(ctx context.Context, recs ...store.ProviderRecord) error {
+	start := time.Now()
+	defer func() { t.latency.Observe(time.Since(start).Seconds()) }()
+	return t.Store.AddProviders(ctx, recs...)
+}
+
+// Flush waits until the provider records received from peers before it was
+// called are in the store (see WriteBehind), or ctx is done. Without a
+// write-behind they are already there.
+func (n *Node) Flush(ctx context.Context) error {
+	if n.wb == nil {
+		return nil
+	}
+	return n.wb.Flush(ctx)
 }
 
 // Host returns the node's host.

@@ -14,7 +14,7 @@ import (
 // ErrStorePanic and, when the panic value is an error, that error too; the
 // slot is freed, so the next call of a one-slot pool runs.
 func TestStoreCallRecovers(t *testing.T) {
-	m, err := newMetrics(nil, func() float64 { return 0 })
+	m, err := newMetrics(nil, func() float64 { return 0 }, func() float64 { return 0 })
 	if err != nil {
 		t.Fatal(err)
 	}

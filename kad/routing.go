@@ -456,7 +456,7 @@ func (n *Node) findProviders(ctx context.Context, key []byte, count int, out cha
 		return count > 0 && len(seen) >= count
 	}
 	local, err := storeCall(ctx, n.pool, "Providers", func(ctx context.Context) ([]store.ProviderRecord, error) {
-		return n.store.Providers(ctx, key, 0)
+		return n.providers(ctx, key)
 	})
 	if err != nil && ctx.Err() != nil {
 		return err

@@ -328,6 +328,27 @@ func (n *Node) rejectStoreLimit(err error) {
 	n.reject(reasonStoreLimit)
 }
 
+// writeBehindFailed counts an accepted provider record the store did not
+// keep: refused for a limit, or lost to a failure (which the write-behind
+// logs).
+func (n *Node) writeBehindFailed(_ store.ProviderRecord, err error) {
+	if isRejection(err) {
+		n.rejectStoreLimit(err)
+		return
+	}
+	n.metrics.wbLost.Inc()
+}
+
+// providers is the store's providers of key, with those a write-behind
+// holds for it merged in.
+func (n *Node) providers(ctx context.Context, key []byte) ([]store.ProviderRecord, error) {
+	recs, err := n.store.Providers(ctx, key, 0)
+	if err != nil || n.wb == nil {
+		return recs, err
+	}
+	return store.MergeProviders(recs, n.wb.Pending(key), 0, n.cfg.now()), nil
+}
+
 func (n *Node) reject(reason string) { n.metrics.rejected.WithLabelValues(reason).Inc() }
 
 // isRejection reports whether the store refused a record for its content or
@@ -379,9 +400,16 @@ func (n *Node) handleAddProvider(ctx context.Context, from peer.ID, req *pb.Mess
 		return outcome
 	}
 	rec := store.ProviderRecord{Key: req.Key, Provider: from, Addrs: addrs, Expires: n.cfg.now().Add(n.cfg.providerTTL)}
-	_, err := storeCall(ctx, n.pool, "AddProviders", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, n.store.AddProviders(ctx, rec)
-	})
+	var err error
+	if n.wb != nil {
+		// Waits only while the write-behind is full: the stream then reads
+		// its next request as fast as the store commits.
+		err = n.wb.Add(ctx, rec)
+	} else {
+		_, err = storeCall(ctx, n.pool, "AddProviders", func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, n.store.AddProviders(ctx, rec)
+		})
+	}
 	if err != nil {
 		if isRejection(err) {
 			n.rejectStoreLimit(err)
@@ -429,7 +457,7 @@ func (n *Node) trimAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
 
 func (n *Node) handleGetProviders(ctx context.Context, from peer.ID, req *pb.Message) (*pb.Message, string) {
 	recs, err := storeCall(ctx, n.pool, "Providers", func(ctx context.Context) ([]store.ProviderRecord, error) {
-		return n.store.Providers(ctx, req.Key, 0)
+		return n.providers(ctx, req.Key)
 	})
 	if err != nil {
 		return nil, storeOutcome(err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kadstore/kadstore/internal/p2ptest"
+	"github.com/kadstore/kadstore/kad"
 	"github.com/kadstore/kadstore/kad/internal/pb"
 	"github.com/kadstore/kadstore/store"
 	"github.com/kadstore/kadstore/store/memstore"
@@ -74,12 +75,33 @@ func TestStorePanic(t *testing.T) {
 		}
 	}
 
-	// ADD_PROVIDER refused with ErrNoSpace: the stream is reset, a store error.
+	// ADD_PROVIDER refused with ErrNoSpace by the write-behind's commit:
+	// the record was accepted, its loss is counted.
 	s = rawStream(t, client, n)
 	if _, err := s.Write(frame(&pb.Message{Type: pb.AddProvider, Key: []byte("full"), ProviderPeers: []pb.Peer{me}})); err != nil {
 		t.Fatal(err)
 	}
+	p2ptest.WaitUntil(t, 30*time.Second, "the ADD_PROVIDER handled", func() bool {
+		return metric(t, n.reg, "kadstore_kad_messages_received_total", map[string]string{"type": "ADD_PROVIDER", "outcome": "ok"}) == 2
+	})
+	if err := n.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := metric(t, n.reg, "kadstore_kad_write_behind_failed_total", nil); got != 1 {
+		t.Errorf("write_behind_failed_total = %v, want 1", got)
+	}
+
+	// Without a write-behind, the same ADD_PROVIDER resets the stream: a
+	// store error.
+	n0 := newKadNode(t, faultyStore{mem}, kad.WriteBehind(0))
+	s = rawStream(t, client, n0)
+	if _, err := s.Write(frame(&pb.Message{Type: pb.AddProvider, Key: []byte("full"), ProviderPeers: []pb.Peer{me}})); err != nil {
+		t.Fatal(err)
+	}
 	expectReset(t, s)
+	p2ptest.WaitUntil(t, 30*time.Second, "ADD_PROVIDER store_error", func() bool {
+		return metric(t, n0.reg, "kadstore_kad_messages_received_total", map[string]string{"type": "ADD_PROVIDER", "outcome": "store_error"}) == 1
+	})
 
 	for _, m := range []struct {
 		name   string
@@ -91,7 +113,6 @@ func TestStorePanic(t *testing.T) {
 		{"kadstore_kad_messages_received_total", map[string]string{"type": "GET_PROVIDERS", "outcome": "store_error"}, 1},
 		{"kadstore_kad_messages_received_total", map[string]string{"type": "GET_VALUE", "outcome": "store_error"}, 1},
 		{"kadstore_kad_messages_received_total", map[string]string{"type": "GET_PROVIDERS", "outcome": "ok"}, 20},
-		{"kadstore_kad_messages_received_total", map[string]string{"type": "ADD_PROVIDER", "outcome": "store_error"}, 1},
 	} {
 		// A message is counted once the node has finished with it, which
 		// may be just after the client saw the reset.

@@ -40,6 +40,10 @@
 // crashes by fsyncing each commit, shared among concurrent writers; without
 // it a machine crash may lose the writes of the last seconds, and never
 // damages the store. memstore keeps nothing across the end of its process.
+// WriteBehind is the one component that acknowledges before the store
+// commits: it is for records received from other peers, which their
+// publishers republish, and bounds what a crash loses to 2×MaxRecords of
+// them.
 //
 // Limits. Each limit in Limits is a distinct error: a value larger than
 // MaxValueSize gives ErrValueTooLarge, a new provider for a key that already has

@@ -126,6 +126,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Int64Var(&cfg.Lookups, "lookups", 0, "lookups per lookup phase (default min(n, 1000000))")
 	fs.BoolVar(&cfg.SkipRaw, "skip-raw", false, "skip the raw Pebble baseline")
 	fs.BoolVar(&cfg.SkipIngest, "skip-ingest", false, "skip the one-record-per-call ingest")
+	fs.BoolVar(&cfg.DirectIngest, "direct-ingest", false, "ingest with one AddProviders call a record, each waited for (the path of a node's own records), instead of through the write-behind buffer of records received from peers")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/kadstore/kadstore/internal/daemon"
 	"github.com/kadstore/kadstore/internal/datadir"
 	"github.com/kadstore/kadstore/kad"
+	"github.com/kadstore/kadstore/store"
 	"github.com/kadstore/kadstore/store/pgstore"
 )
 
@@ -76,6 +77,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Float64Var(&cfg.PeerWriteRate, "peer-write-rate", kad.DefaultPeerWriteRate, "records a second one remote peer may have stored, after --peer-write-burst (negative: no limit)")
+	var writeBehind int
+	fs.IntVar(&writeBehind, "write-behind", store.DefaultWriteBehindRecords, "provider records received from peers that one store commit takes; a kill -9 loses at most twice as many received records (none of the node's own); 0: commit each before reading the next request")
 	fs.IntVar(&cfg.PeerWriteBurst, "peer-write-burst", kad.DefaultPeerWriteBurst, "records one remote peer may send at once before --peer-write-rate applies")
 	fs.Int64Var(&cfg.MaxRecordsPerProvider, "max-records-per-provider", daemon.DefaultMaxRecordsPerProvider, "provider records stored per provider, the node's own included (negative: no cap)")
 	fs.BoolVar(&cfg.AllowPrivateAddrs, "allow-private-addrs", false, "keep loopback and private addresses of remote providers (a private network or LAN); by default they are dropped")
@@ -97,6 +100,15 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if cfg.JobPageSize <= 0 || cfg.JobConcurrency <= 0 {
 		fmt.Fprintln(stderr, "--job-page-size and --job-concurrency: want positive numbers")
 		return errUsage
+	}
+	switch {
+	case writeBehind < 0:
+		fmt.Fprintf(stderr, "--write-behind %d: want 0 (off) or a positive number of records\n", writeBehind)
+		return errUsage
+	case writeBehind == 0:
+		cfg.WriteBehind = -1
+	default:
+		cfg.WriteBehind = writeBehind
 	}
 	if len(listen) > 0 {
 		cfg.Listen = listen

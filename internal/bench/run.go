@@ -76,6 +76,12 @@ type Config struct {
 	// SkipRaw and SkipIngest leave out the raw Pebble baseline and the
 	// network-path ingest (their figures are then 0).
 	SkipRaw, SkipIngest bool
+	// DirectIngest makes the network-path ingest call AddProviders once a
+	// record and wait for it, as a node does for records it must not lose
+	// (its own). By default the records go through a store.WriteBehind, as
+	// the node's ADD_PROVIDER handler sends them (kad.Config
+	// WriteBehindRecords), and the phase ends when the last is committed.
+	DirectIngest bool
 	// Progress receives progress of each phase; default none.
 	Progress Progress
 	// Logger receives one line per phase; default slog.Default().
@@ -385,6 +391,16 @@ func (r *runner) ingest(ctx context.Context) error {
 	}
 	const chunk = 1000
 	var next atomic.Int64
+	add := func(ctx context.Context, rec record.ProviderRecord) error { return s.AddProviders(ctx, rec) }
+	var wb *store.WriteBehind
+	var failed atomic.Int64
+	if !r.cfg.DirectIngest {
+		wb = store.NewWriteBehind(s, store.WriteBehindOptions{
+			Logger:    r.cfg.Logger,
+			OnFailure: func(store.ProviderRecord, error) { failed.Add(1) },
+		})
+		add = func(ctx context.Context, rec record.ProviderRecord) error { return wb.Add(ctx, rec) }
+	}
 	d, err := r.phase("ingest", r.w.N, func() (int64, error) {
 		err := r.parallel(ctx, func(ctx context.Context, _ int) error {
 			batch := make([]record.ProviderRecord, chunk)
@@ -395,15 +411,21 @@ func (r *runner) ingest(ctx context.Context) error {
 				}
 				b := r.w.Fill(batch[:min(chunk, r.w.N-start)], start)
 				for _, rec := range b {
-					if err := s.AddProviders(ctx, rec); err != nil {
+					if err := add(ctx, rec); err != nil {
 						return err
 					}
 				}
 				r.cfg.Progress.Add(int64(len(b)))
 			}
 		})
+		if wb != nil {
+			err = errors.Join(err, wb.Close())
+		}
 		return r.w.N, err
 	})
+	if err == nil {
+		err = r.checkIngested(ctx, s, failed.Load())
+	}
 	if cerr := s.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("bench: close: %w", cerr)
 	}
@@ -412,6 +434,19 @@ func (r *runner) ingest(ctx context.Context) error {
 	}
 	r.res.IngestRecordsPerSec = round(rate(r.w.N, d), 0)
 	return err
+}
+
+// checkIngested fails with ErrMismatch unless the store holds every record
+// of the workload: a write path that drops records must not post a rate.
+func (r *runner) checkIngested(ctx context.Context, s store.Store, failed int64) error {
+	st, err := s.Stats(ctx)
+	if err != nil {
+		return fmt.Errorf("bench: stats: %w", err)
+	}
+	if failed > 0 || st.ProviderRecords != r.w.N {
+		return fmt.Errorf("%w: ingest stored %d of %d records (%d refused)", ErrMismatch, st.ProviderRecords, r.w.N, failed)
+	}
+	return nil
 }
 
 // bulk writes the workload in AddProviders batches into the store the later

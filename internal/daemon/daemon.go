@@ -117,6 +117,12 @@ type Config struct {
 	// negative rate turns the limit off.
 	PeerWriteRate  float64
 	PeerWriteBurst int
+	// WriteBehind is the most provider records received from peers that one
+	// store commit takes (kad.WriteBehind): zero means
+	// store.DefaultWriteBehindRecords, negative commits each record before
+	// the next request is read. A kill -9 loses at most twice that many
+	// received records, and none of the node's own.
+	WriteBehind int
 	// MaxRecordsPerProvider caps the provider records stored per provider,
 	// the node's own included (store.Limits.MaxRecordsPerProvider). Zero
 	// means DefaultMaxRecordsPerProvider; negative turns the cap off.
@@ -348,6 +354,9 @@ func (d *Daemon) startNode(key crypto.PrivKey, p parsed) error {
 			burst = kad.DefaultPeerWriteBurst
 		}
 		opts = append(opts, kad.PeerWriteLimit(rate, burst))
+	}
+	if cfg.WriteBehind != 0 {
+		opts = append(opts, kad.WriteBehind(max(cfg.WriteBehind, 0)))
 	}
 	if !cfg.AllowPrivateAddrs {
 		opts = append(opts, kad.AddressFilter(kad.PublicAddrs))
