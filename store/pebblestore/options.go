@@ -7,7 +7,6 @@ import (
 	"runtime"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -142,9 +141,11 @@ func (o *Options) pebbleOptions(lock *pebble.Lock, f *faults) *pebble.Options {
 	}
 	// Bloom filters on every level, L0 included (pebble's default has none
 	// there): 10 bits a key give about 1% false positives, so a lookup of a
-	// missing key rarely reads a data block.
+	// missing key rarely reads a data block. They leave out the keys no
+	// lookup asks for (filter.go).
+	po.Filters = filterPolicies()
 	for i := range po.Levels {
-		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		po.Levels[i].FilterPolicy = po.Filters[lookupFilterName]
 	}
 	// Snappy on every level, pebble's default, written out: the format
 	// above (table format v5) takes no MinLZ, and pebble's mixed profiles
