@@ -30,6 +30,7 @@ import (
 type runningNode struct {
 	cmd    *exec.Cmd
 	id     string
+	addrs  []string // listen addresses, with /p2p/<id>
 	api    string
 	stderr *lockedBuffer
 	done   chan error
@@ -62,6 +63,9 @@ func startNode(t *testing.T, dir string, extra ...string) *runningNode {
 		line := lines.Text()
 		if s, ok := strings.CutPrefix(line, "peer ID: "); ok {
 			n.id = s
+		}
+		if s, ok := strings.CutPrefix(line, "listening on "); ok {
+			n.addrs = append(n.addrs, s)
 		}
 		if s, ok := strings.CutPrefix(line, "API on "); ok {
 			n.api = s
