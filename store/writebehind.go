@@ -104,15 +104,12 @@ func (w *WriteBehind) Add(ctx context.Context, recs ...ProviderRecord) error {
 		return nil
 	}
 	w.mu.Lock()
-	for !w.closed && len(w.pending) > 0 && len(w.pending)+len(recs) > w.max {
-		ch := w.progress
+	err := w.waitWhile(ctx, func() bool {
+		return !w.closed && len(w.pending) > 0 && len(w.pending)+len(recs) > w.max
+	})
+	if err != nil {
 		w.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ch:
-		}
-		w.mu.Lock()
+		return err
 	}
 	if w.closed {
 		w.mu.Unlock()
@@ -135,18 +132,25 @@ func (w *WriteBehind) Add(ctx context.Context, recs ...ProviderRecord) error {
 // committed (or reported to OnFailure), or ctx is done.
 func (w *WriteBehind) Flush(ctx context.Context) error {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	target := w.added
-	for w.done < target {
+	return w.waitWhile(ctx, func() bool { return w.done < target })
+}
+
+// waitWhile waits, holding w.mu on entry and on return, until cond (called
+// under w.mu) is false after a commit ends, or ctx is done.
+func (w *WriteBehind) waitWhile(ctx context.Context, cond func() bool) error {
+	for cond() {
 		ch := w.progress
 		w.mu.Unlock()
 		select {
 		case <-ctx.Done():
+			w.mu.Lock()
 			return ctx.Err()
 		case <-ch:
 		}
 		w.mu.Lock()
 	}
-	w.mu.Unlock()
 	return nil
 }
 

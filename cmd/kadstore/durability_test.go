@@ -52,16 +52,9 @@ func TestKillNineUnderProvideLoad(t *testing.T) {
 		var (
 			mu         sync.Mutex
 			roundAcked int64
-			killed     = make(chan struct{})
-			killOnce   sync.Once
 			wg         sync.WaitGroup
 		)
-		kill := func() {
-			killOnce.Do(func() {
-				n.cmd.Process.Kill()
-				close(killed)
-			})
-		}
+		kill, killed := n.killer()
 		for range clients {
 			wg.Go(func() {
 				for {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -82,6 +83,19 @@ func startNode(t *testing.T, dir string, extra ...string) *runningNode {
 		t.Fatalf("node did not start (%v):\n%s", err, n.stderr)
 	}
 	return n
+}
+
+// killer returns a function that kills n with SIGKILL, once however often
+// it is called, and a channel closed when it has.
+func (n *runningNode) killer() (kill func(), killed <-chan struct{}) {
+	ch := make(chan struct{})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			n.cmd.Process.Kill()
+			close(ch)
+		})
+	}, ch
 }
 
 // stop sends SIGTERM and returns the exit status.

@@ -51,16 +51,9 @@ func TestKillNineUnderPeerLoad(t *testing.T) {
 			mu        sync.Mutex
 			confirmed = map[peer.ID][][]byte{} // keys each peer had accepted
 			total     atomic.Int64
-			killed    = make(chan struct{})
-			killOnce  sync.Once
 			wg        sync.WaitGroup
 		)
-		kill := func() {
-			killOnce.Do(func() {
-				n.cmd.Process.Kill()
-				close(killed)
-			})
-		}
+		kill, killed := n.killer()
 		// Every peer connects before any sends: the kill may come early.
 		hosts := make([]host.Host, peers)
 		for i := range hosts {
