@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/ipfs/go-cid"
@@ -54,7 +55,7 @@ func TestKillNineUnderProvideLoad(t *testing.T) {
 			roundAcked int64
 			wg         sync.WaitGroup
 		)
-		kill, killed := n.killer()
+		kill, killed := n.killer(syscall.SIGKILL)
 		for range clients {
 			wg.Go(func() {
 				for {

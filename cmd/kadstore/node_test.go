@@ -85,14 +85,14 @@ func startNode(t *testing.T, dir string, extra ...string) *runningNode {
 	return n
 }
 
-// killer returns a function that kills n with SIGKILL, once however often
-// it is called, and a channel closed when it has.
-func (n *runningNode) killer() (kill func(), killed <-chan struct{}) {
+// killer returns a function that sends n sig (SIGKILL: kills it), once
+// however often it is called, and a channel closed when it has.
+func (n *runningNode) killer(sig syscall.Signal) (kill func(), killed <-chan struct{}) {
 	ch := make(chan struct{})
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			n.cmd.Process.Kill()
+			n.cmd.Process.Signal(sig)
 			close(ch)
 		})
 	}, ch

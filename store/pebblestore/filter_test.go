@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 
 	"github.com/kadstore/kadstore/record"
 )
@@ -52,5 +53,19 @@ func TestLookupFilterLeavesOutIndexKeys(t *testing.T) {
 	}
 	if fp > 300 { // 10 bits a key: about 1 %
 		t.Fatalf("%d false positives in 10 000 absent keys", fp)
+	}
+
+	// Tables written before, with pebble's bloom filter of every key, keep
+	// theirs: Open registers that policy under its own name too.
+	old := bloom.FilterPolicy(10)
+	p, ok := filterPolicies()[old.Name()]
+	if !ok {
+		t.Fatalf("pebble's bloom filter %q is not registered", old.Name())
+	}
+	w := old.NewWriter(pebble.TableFilter)
+	e := expiryKey(nil, 1, kindProvider, kadKey(1))
+	w.AddKey(e)
+	if f := w.Finish(nil); !p.MayContain(pebble.TableFilter, f, e) {
+		t.Fatal("an old table's filter does not find the keys it holds")
 	}
 }
