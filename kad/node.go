@@ -153,8 +153,10 @@ func New(h host.Host, s store.Store, opts ...Option) (*Node, error) {
 }
 
 // Close stops the node: it stops serving, resets its streams, stops its
-// background work and waits for store calls in flight to return. It does not
-// close the host or the store. Close is idempotent.
+// background work, waits for store calls in flight to return, and commits
+// the received provider records its write-behind holds (so close the store
+// after the node). It does not close the host or the store. Close is
+// idempotent.
 func (n *Node) Close() error {
 	n.mu.Lock()
 	if n.closed {
