@@ -326,9 +326,10 @@ func Clock(now func() time.Time) Option {
 //
 // With a write-behind the handler returns as soon as the record is accepted
 // (it is served to GET_PROVIDERS at once), and records are committed in
-// batches, which ingests several times faster; a kill -9 loses the records
-// accepted and not yet committed: at most 2×records, those received during
-// the last commit (a few milliseconds) and the one before it. Their
+// batches, which ingests about 1.5 times as fast (docs/BENCHMARKS.md); a
+// kill -9 loses the records accepted and not yet committed: at most
+// 2×records, those received during the last commit (a few milliseconds) and
+// the one before it. Their
 // providers republish them (every 22 h in go-libp2p-kad-dht), and
 // ADD_PROVIDER has no response that could have promised more. With 0, a
 // record the handler accepted survives kill -9 like the node's own records.
