@@ -20,8 +20,8 @@ type WriteBehindOptions struct {
 	// MaxRecords is the most records one commit takes, and the most that
 	// wait for the next commit: Add blocks while that many are waiting. At
 	// most 2×MaxRecords accepted records are not yet durable at any time
-	// (one commit in progress, one waiting). Default
-	// DefaultWriteBehindRecords.
+	// (one commit in progress, one waiting), as long as each Add brings at
+	// most MaxRecords. Default DefaultWriteBehindRecords.
 	MaxRecords int
 	// OnFailure, if set, is called, from the committing goroutine, for every
 	// accepted record the store did not keep, with the store's error (a
@@ -42,8 +42,9 @@ type WriteBehindOptions struct {
 // timer: an idle node commits a record as soon as it arrives, a busy one
 // commits hundreds at a time. The price is durability: an accepted record is
 // lost if the process dies before its commit ends. At most 2×MaxRecords
-// records are in that state at any time, those accepted during the current
-// commit and the one before it (TestWriteBehindBoundsWhatIsAtRisk). Callers
+// records are in that state at any time (when no Add brings more than
+// MaxRecords at once), those of the commit in progress and those waiting
+// for the next (TestWriteBehindBoundsWhatIsAtRisk). Callers
 // whose writes must survive a crash call the Store directly.
 //
 // A batch the store refuses whole because one of its records breaks a
